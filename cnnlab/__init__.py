@@ -1,0 +1,37 @@
+"""cnnlab: Keras's convolutional-network API in NumPy, with explanations of every number.
+
+>>> import cnnlab as cl
+>>> model = cl.Sequential([cl.layers.Input((4, 4, 1)), cl.layers.MaxPool2D()])
+>>> model(np.arange(16).reshape(1, 4, 4, 1))[0, :, :, 0]
+array([[ 5,  7],
+       [13, 15]])
+"""
+
+import numpy as np  # noqa: F401  (used by the doctest above)
+
+from cnnlab import callbacks, config, datasets, layers, losses, metrics, models, ops, optimizers, utils
+from cnnlab.layers.base import clear_session
+from cnnlab.models import Model, Sequential
+from cnnlab.random import set_random_seed
+
+set_seed = set_random_seed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "callbacks",
+    "config",
+    "datasets",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "ops",
+    "optimizers",
+    "utils",
+    "Model",
+    "Sequential",
+    "clear_session",
+    "set_random_seed",
+    "set_seed",
+]

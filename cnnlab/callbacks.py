@@ -1,0 +1,99 @@
+"""Callbacks for ``fit``: the ``Callback`` base class, ``History`` and ``EarlyStopping``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class Callback:
+    """Override any of the hooks; ``self.model`` is set before training starts."""
+
+    def __init__(self) -> None:
+        self.model: Any = None
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None: ...
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None: ...
+    def on_batch_begin(self, batch: int, logs: dict[str, float] | None = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None: ...
+
+    # Keras 3 names for the batch hooks
+    def on_train_batch_begin(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        self.on_batch_end(batch, logs)
+
+
+class History(Callback):
+    """What ``fit`` returns: ``history.history['loss']`` etc., one value per epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.params: dict[str, Any] = {}
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs,
+    like ``keras.callbacks.EarlyStopping``; optionally restore the best weights."""
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0.0,
+        patience: int = 0,
+        mode: str = "auto",
+        restore_best_weights: bool = False,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"EarlyStopping: expected mode 'auto', 'min' or 'max', received {mode!r}.")
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.monitor, self.patience, self.verbose = monitor, int(patience), verbose
+        self.min_delta = abs(float(min_delta))
+        self.sign = 1.0 if mode == "max" else -1.0
+        self.restore_best_weights = restore_best_weights
+        self.stopped_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.best = -np.inf
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(
+                f"EarlyStopping: monitor {self.monitor!r} is not among the logged values "
+                f"({', '.join(logs) or 'none'}). Pass validation data for 'val_*' monitors."
+            )
+        score = self.sign * float(logs[self.monitor])
+        if score - self.min_delta > self.best or self.best_weights is None and self.best == -np.inf:
+            self.best, self.best_epoch, self.wait = score, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.restore_best_weights and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: early stopping (best epoch {self.best_epoch + 1})")

@@ -1,0 +1,264 @@
+"""Losses as Keras's TensorFlow backend computes them.
+
+Public functions (``categorical_crossentropy(y_true, y_pred)`` etc.) return one
+value per sample, like ``keras.losses.*``. The training loop uses :class:`Loss`
+objects, which also give the gradient of the batch mean:
+
+* on probabilities, predictions are clipped to ``[1e-7, 1 - 1e-7]`` (Keras's
+  ``epsilon``) before the log;
+* when the model's last activation is softmax (sigmoid for binary cross-entropy),
+  loss and gradient come from the *logits*, as the TensorFlow backend does. The
+  gradient of the mean is then simply ``(p - y) / N``; from clipped probabilities
+  it would vanish for saturated samples and a network on raw 0..255 pixels would
+  stop learning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from cnnlab import config
+
+EPSILON = 1e-7
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False) -> np.ndarray:
+    """Per-sample ``-sum(y_true * log(p))`` over the last axis.
+
+    >>> categorical_crossentropy([[1.0, 0.0, 0.0]], [[0.9, 0.05, 0.05]]).round(5)
+    array([0.10536])
+    """
+    t, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    if from_logits:
+        return -(t * _log_softmax(p)).sum(axis=-1)
+    q = np.clip(p / p.sum(axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
+    return -(t * np.log(q)).sum(axis=-1)
+
+
+def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False) -> np.ndarray:
+    """Like :func:`categorical_crossentropy` with integer labels ``(N,)``.
+
+    >>> sparse_categorical_crossentropy([0], [[0.9, 0.05, 0.05]]).round(5)
+    array([0.10536])
+    """
+    p = np.asarray(y_pred, dtype=float)
+    labels = np.asarray(y_true).astype(np.int64).reshape(p.shape[:-1])
+    onehot = np.zeros_like(p)
+    np.put_along_axis(onehot, labels[..., None], 1.0, axis=-1)
+    return categorical_crossentropy(onehot, p, from_logits)
+
+
+def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False) -> np.ndarray:
+    """Per-sample mean over the last axis of ``-(t log p + (1-t) log(1-p))``.
+
+    >>> binary_crossentropy([[1.0, 0.0]], [[0.9, 0.2]]).round(5)
+    array([0.16425])
+    """
+    t, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    if from_logits:
+        # log(1 + exp(-|z|)) form: stable for large |z| (tf.nn.sigmoid_cross_entropy_with_logits)
+        values = np.maximum(p, 0) - p * t + np.log1p(np.exp(-np.abs(p)))
+    else:
+        q = np.clip(p, EPSILON, 1 - EPSILON)
+        values = -(t * np.log(q) + (1 - t) * np.log(1 - q))
+    return values.mean(axis=-1)
+
+
+def mean_squared_error(y_true: Any, y_pred: Any) -> np.ndarray:
+    """Per-sample mean over the last axis of ``(y_true - y_pred)**2``.
+
+    >>> mean_squared_error([[1.0, 2.0]], [[1.0, 4.0]])
+    array([2.])
+    """
+    t, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    return ((t - p) ** 2).mean(axis=-1)
+
+
+mse = MSE = mean_squared_error
+
+
+class Loss:
+    """A loss for the training loop: value of the batch mean and its gradient."""
+
+    name = "loss"
+    #: final activation whose logits this loss prefers (``None``: use probabilities)
+    logits_activation: str | None = None
+    sparse_labels = False
+
+    def check_labels(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> np.ndarray:
+        """Convert and check ``y`` against the model's output shape ``(None, ..., units)``."""
+        y = np.asarray(y)
+        expected = (len(y), *output_shape[1:])
+        if y.shape != expected:
+            raise ValueError(
+                f"{self.name}: labels of shape {y.shape} do not match the model's output "
+                f"{expected}.{self._shape_hint(y, output_shape)}"
+            )
+        return y.astype(config.floatx(), copy=False)
+
+    def _shape_hint(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> str:
+        if len(output_shape) > 2 and y.ndim == 2:
+            return " The model's output has more than 2 axes: did you forget a Flatten() before the last Dense?"
+        return ""
+
+    def value_and_grad(
+        self, y: np.ndarray, out: np.ndarray, logits: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample losses and the gradient of their mean (w.r.t. ``logits`` if given,
+        else w.r.t. ``out``)."""
+        raise NotImplementedError
+
+    def __call__(self, y_true: Any, y_pred: Any) -> float:
+        return float(np.mean(self.per_sample(np.asarray(y_true), np.asarray(y_pred))))
+
+    def per_sample(self, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return self.value_and_grad(y, out, None)[0]
+
+
+class CategoricalCrossentropy(Loss):
+    name = "categorical_crossentropy"
+    logits_activation = "softmax"
+
+    def _shape_hint(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> str:
+        if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
+            return (
+                " The labels look like class numbers: one-hot encode them with "
+                "cl.utils.to_categorical(y), or use loss='sparse_categorical_crossentropy'."
+            )
+        return super()._shape_hint(y, output_shape)
+
+    def value_and_grad(self, y, out, logits):
+        n = y.shape[0]
+        if logits is not None:
+            logp = _log_softmax(logits)
+            values = -(y * logp).sum(axis=-1)
+            grad = np.exp(logp)
+            grad -= y
+            grad /= n
+            return values, grad.astype(logits.dtype, copy=False)
+        total = out.sum(axis=-1, keepdims=True)
+        q = out / total
+        clipped = (q < EPSILON) | (q > 1 - EPSILON)
+        qc = np.clip(q, EPSILON, 1 - EPSILON)
+        values = -(y * np.log(qc)).sum(axis=-1)
+        g = np.where(clipped, 0.0, -y / qc)
+        grad = (g - (g * q).sum(axis=-1, keepdims=True)) / total / n
+        return values, grad.astype(out.dtype, copy=False)
+
+
+class SparseCategoricalCrossentropy(CategoricalCrossentropy):
+    name = "sparse_categorical_crossentropy"
+    sparse_labels = True
+
+    def check_labels(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> np.ndarray:
+        y = np.asarray(y)
+        if y.ndim == len(output_shape) and y.shape[-1] == output_shape[-1] and y.shape[-1] > 1:
+            raise ValueError(
+                f"{self.name}: expected integer class labels of shape ({len(y)},), received "
+                f"one-hot-like labels of shape {y.shape}. Use loss='categorical_crossentropy' "
+                "for one-hot labels, or pass y.argmax(-1)."
+            )
+        if y.ndim == len(output_shape) and y.shape[-1] == 1:
+            y = y.reshape(y.shape[:-1])
+        if y.shape != (len(y), *output_shape[1:-1]):
+            raise ValueError(
+                f"{self.name}: labels of shape {y.shape} do not match the model's output "
+                f"{(len(y), *output_shape[1:])}; expected one class number per sample."
+            )
+        if not np.issubdtype(y.dtype, np.integer):
+            if not np.all(np.equal(np.mod(y, 1), 0)):
+                raise ValueError(f"{self.name}: expected whole-number class labels, received {y.dtype} values.")
+        y = y.astype(np.int64)
+        units = output_shape[-1]
+        if y.size and (y.min() < 0 or y.max() >= units):
+            raise ValueError(
+                f"{self.name}: labels must be in 0..{units - 1} for a last layer with {units} "
+                f"units; received labels from {y.min()} to {y.max()}."
+            )
+        return y
+
+    def value_and_grad(self, y, out, logits):
+        ref = logits if logits is not None else out
+        onehot = np.zeros(ref.shape, dtype=ref.dtype)
+        np.put_along_axis(onehot, y[..., None], 1.0, axis=-1)
+        return super().value_and_grad(onehot, out, logits)
+
+
+class BinaryCrossentropy(Loss):
+    name = "binary_crossentropy"
+    logits_activation = "sigmoid"
+
+    def value_and_grad(self, y, out, logits):
+        scale = 1.0 / (y.shape[0] * y.shape[-1])
+        if logits is not None:
+            values = (np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))).mean(-1)
+            grad = (_sigmoid(logits) - y) * scale
+            return values, grad.astype(logits.dtype, copy=False)
+        q = np.clip(out, EPSILON, 1 - EPSILON)
+        values = -(y * np.log(q) + (1 - y) * np.log(1 - q)).mean(-1)
+        inside = (out > EPSILON) & (out < 1 - EPSILON)
+        grad = np.where(inside, (q - y) / (q * (1 - q)), 0.0) * scale
+        return values, grad.astype(out.dtype, copy=False)
+
+
+class MeanSquaredError(Loss):
+    name = "mean_squared_error"
+
+    def value_and_grad(self, y, out, logits):
+        diff = out - y
+        values = (diff * diff).mean(axis=-1)
+        grad = diff * (2.0 / diff.size)
+        return values, grad.astype(out.dtype, copy=False)
+
+
+_BY_NAME: dict[str, type[Loss]] = {
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+}
+_FUNCTIONS: dict[Callable[..., Any], type[Loss]] = {
+    categorical_crossentropy: CategoricalCrossentropy,
+    sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
+    binary_crossentropy: BinaryCrossentropy,
+    mean_squared_error: MeanSquaredError,
+}
+
+
+def get(identifier: Any) -> Loss:
+    """A :class:`Loss` from a name, one of this module's functions, a Loss class or instance.
+
+    Functions from other libraries with a known name (e.g. ``tf.losses.categorical_crossentropy``)
+    are accepted by name, as the lecture passes TensorFlow's function.
+    """
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if callable(identifier) and identifier in _FUNCTIONS:
+        return _FUNCTIONS[identifier]()
+    name = identifier if isinstance(identifier, str) else getattr(identifier, "__name__", None)
+    if isinstance(name, str) and name.lower() in _BY_NAME:
+        return _BY_NAME[name.lower()]()
+    raise ValueError(
+        f"Unknown loss {identifier!r}. Expected one of "
+        f"{', '.join(repr(k) for k in _BY_NAME)} or a function from cnnlab.losses."
+    )

@@ -1,0 +1,96 @@
+"""Elementwise activations and their gradients, by Keras name.
+
+Each backward takes the forward *output* ``y`` (what the layer keeps) and the
+upstream gradient ``dy``, and returns the gradient with respect to the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """>>> relu(np.array([-1.0, 0.0, 2.0]))
+    array([0., 0., 2.])
+    """
+    return np.maximum(x, 0, out=np.empty_like(x))
+
+
+def relu_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    # y > 0 exactly where x > 0; Keras/TF also give gradient 0 at x == 0
+    return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, shifted by the row maximum so large logits do not overflow.
+
+    >>> softmax(np.array([[1000.0, 1000.0]]))
+    array([[0.5, 0.5]])
+    """
+    z = x - x.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
+
+
+def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """>>> sigmoid(np.array([0.0]))
+    array([0.5])
+    """
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    ex = np.exp(x[~pos])
+    out[~pos] = ex / (1.0 + ex)
+    return out
+
+
+def sigmoid_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    return dy * y * (1 - y)
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    return np.tanh(x)
+
+
+def tanh_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    return dy * (1 - y * y)
+
+
+def linear(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def linear_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    return dy
+
+
+Activation = tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray, np.ndarray], np.ndarray]]
+
+ACTIVATIONS: dict[str, Activation] = {
+    "linear": (linear, linear_backward),
+    "relu": (relu, relu_backward),
+    "softmax": (softmax, softmax_backward),
+    "sigmoid": (sigmoid, sigmoid_backward),
+    "tanh": (tanh, tanh_backward),
+}
+
+
+def get(name: object, owner: str = "layer") -> str:
+    """Normalise an activation argument to its name (``None`` means 'linear')."""
+    if name is None:
+        return "linear"
+    if callable(name) and getattr(name, "__name__", None) in ACTIVATIONS:
+        return name.__name__  # e.g. cl.activations.relu, tf.nn.relu-like functions
+    if isinstance(name, str) and name.lower() in ACTIVATIONS:
+        return name.lower()
+    raise ValueError(
+        f"{owner}: unknown activation {name!r}. Expected one of "
+        f"{', '.join(repr(k) for k in ACTIVATIONS)} (or None for linear)."
+    )

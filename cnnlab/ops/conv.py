@@ -1,0 +1,144 @@
+"""2-D convolution (Keras's Conv2D arithmetic), forward and backward, NHWC.
+
+Keras's "convolution" is a cross-correlation (the kernel is not flipped)::
+
+    y[n, i, j, f] = b[f] + sum_{di, dj, c} xp[n, i*s_h + di*d_h, j*s_w + dj*d_w, c] * w[di, dj, c, f]
+
+where ``xp`` is ``x`` zero-padded for ``padding='same'`` (see ``shapes.same_padding``).
+The fast path gathers the windows into ``cols: (N, H_out, W_out, kh, kw, C)``
+(``im2col``: ``kh*kw`` strided copies) and does one BLAS matmul with the kernel
+reshaped to ``(kh*kw*C, filters)``. :func:`conv2d_naive` is the plain loop
+reference the tests and the explainer use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnlab.ops.shapes import padding_amounts, window_output_hw
+from cnnlab.ops.windows import pad_hw, unpad_hw, window_slice
+
+Pair = tuple[int, int]
+
+
+def im2col(x: np.ndarray, kernel: Pair, strides: Pair, padding: str, dilation: Pair = (1, 1)) -> np.ndarray:
+    """Gather every window: ``x: (N, H, W, C) -> cols: (N, H_out, W_out, kh, kw, C)``."""
+    kh, kw = kernel
+    hw = (x.shape[1], x.shape[2])
+    out_hw = window_output_hw(hw, kernel, strides, padding, dilation, "Conv2D")
+    xp = pad_hw(x, padding_amounts(hw, kernel, strides, padding, dilation))
+    cols = np.empty((x.shape[0], out_hw[0], out_hw[1], kh, kw, x.shape[3]), dtype=x.dtype)
+    for di in range(kh):
+        for dj in range(kw):
+            cols[:, :, :, di, dj, :] = xp[window_slice(di, dj, out_hw, strides, dilation)]
+    return cols
+
+
+def conv2d_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    strides: Pair = (1, 1),
+    padding: str = "valid",
+    dilation: Pair = (1, 1),
+) -> np.ndarray:
+    """``x: (N, H, W, C_in)``, ``w: (kh, kw, C_in, F)``, ``b: (F,)`` -> ``(N, H_out, W_out, F)``.
+
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    >>> conv2d_forward(x, np.full((2, 2, 1, 1), 0.25, np.float32), np.array([3.0], np.float32))[0, :, :, 0]
+    array([[ 5.5,  6.5,  7.5],
+           [ 9.5, 10.5, 11.5],
+           [13.5, 14.5, 15.5]], dtype=float32)
+    """
+    return conv2d_forward_cols(x, w, b, strides, padding, dilation)[0]
+
+
+def conv2d_forward_cols(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    strides: Pair = (1, 1),
+    padding: str = "valid",
+    dilation: Pair = (1, 1),
+) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`conv2d_forward`, also returning ``cols`` (what the backward pass needs)."""
+    kh, kw, c_in, filters = w.shape
+    cols = im2col(x, (kh, kw), strides, padding, dilation)
+    n, ho, wo = cols.shape[:3]
+    y = cols.reshape(n * ho * wo, kh * kw * c_in) @ w.reshape(kh * kw * c_in, filters)
+    if b is not None:
+        y += b
+    return y.reshape(n, ho, wo, filters), cols
+
+
+def conv2d_backward(
+    dy: np.ndarray,
+    cols: np.ndarray,
+    x_shape: tuple[int, ...],
+    w: np.ndarray,
+    strides: Pair = (1, 1),
+    padding: str = "valid",
+    dilation: Pair = (1, 1),
+    need_dx: bool = True,
+    dw_out: np.ndarray | None = None,
+    db_out: np.ndarray | None = None,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Gradients of a loss through :func:`conv2d_forward`.
+
+    ``dy: (N, H_out, W_out, F)`` -> ``dx: (N, H, W, C_in)`` (``None`` unless
+    ``need_dx``), ``dw: (kh, kw, C_in, F)``, ``db: (F,)``.
+    ``dw = cols^T @ dy``; ``dx`` scatters ``dy @ w^T`` back through the windows
+    (``col2im``), summing where windows overlap. ``dw_out``/``db_out``, if given,
+    receive ``dw``/``db`` (the training loop passes views of one flat gradient array).
+    """
+    kh, kw, c_in, filters = w.shape
+    k = kh * kw * c_in
+    dy2 = dy.reshape(-1, filters)
+    if dw_out is None:
+        dw = (cols.reshape(-1, k).T @ dy2).reshape(w.shape)
+    else:
+        np.matmul(cols.reshape(-1, k).T, dy2, out=dw_out.reshape(k, filters))
+        dw = dw_out
+    db = dy2.sum(axis=0, out=db_out)
+    if not need_dx:
+        return None, dw, db
+    dcols = (dy2 @ w.reshape(k, filters).T).reshape(cols.shape)
+    hw = (x_shape[1], x_shape[2])
+    pads = padding_amounts(hw, (kh, kw), strides, padding, dilation)
+    (top, bottom), (left, right) = pads
+    dxp = np.zeros((x_shape[0], hw[0] + top + bottom, hw[1] + left + right, c_in), dtype=dy.dtype)
+    out_hw = cols.shape[1:3]
+    for di in range(kh):
+        for dj in range(kw):
+            dxp[window_slice(di, dj, out_hw, strides, dilation)] += dcols[:, :, :, di, dj, :]
+    return unpad_hw(dxp, pads, hw), dw, db
+
+
+def conv2d_naive(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    strides: Pair = (1, 1),
+    padding: str = "valid",
+    dilation: Pair = (1, 1),
+) -> np.ndarray:
+    """Loop reference for :func:`conv2d_forward`, computed in float64 cell by cell."""
+    kh, kw, c_in, filters = w.shape
+    hw = (x.shape[1], x.shape[2])
+    ho, wo = window_output_hw(hw, (kh, kw), strides, padding, dilation)
+    (top, _), (left, _) = padding_amounts(hw, (kh, kw), strides, padding, dilation)
+    y = np.zeros((x.shape[0], ho, wo, filters))
+    for n in range(x.shape[0]):
+        for i in range(ho):
+            for j in range(wo):
+                for f in range(filters):
+                    total = 0.0 if b is None else float(b[f])
+                    for di in range(kh):
+                        for dj in range(kw):
+                            r = i * strides[0] + di * dilation[0] - top
+                            c = j * strides[1] + dj * dilation[1] - left
+                            if 0 <= r < hw[0] and 0 <= c < hw[1]:
+                                for ch in range(c_in):
+                                    total += float(x[n, r, c, ch]) * float(w[di, dj, ch, f])
+                    y[n, i, j, f] = total
+    return y

@@ -1,0 +1,196 @@
+"""Optimizers with Keras 3's defaults and update formulas.
+
+They work on one flat array holding every trainable weight of a model (the
+layers' weights are views into it) and one flat gradient array of the same
+layout, so an update is a few whole-array operations, not one per weight.
+Updates are elementwise, so this gives the same numbers as Keras's per-variable
+loop. The formulas, for gradient ``g`` at step ``t = iterations + 1``:
+
+* SGD: ``m = momentum*m - lr*g``; ``w += m`` (nesterov: ``w += momentum*m - lr*g``);
+  without momentum ``w -= lr*g``.
+* Adam: ``alpha = lr*sqrt(1 - b2^t)/(1 - b1^t)``; ``m += (g - m)*(1 - b1)``;
+  ``v += (g^2 - v)*(1 - b2)``; ``w -= m*alpha / (sqrt(v) + eps)``.
+* RMSprop: ``v = rho*v + (1 - rho)*g^2``; ``inc = lr*g / sqrt(v + eps)``;
+  with momentum ``mom = momentum*mom + inc; w -= mom``, else ``w -= inc``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnlab import _fused
+
+
+class Optimizer:
+    """Base class: ``apply(params, grads)`` updates ``params`` in place."""
+
+    name = "optimizer"
+
+    def __init__(self, learning_rate: float = 0.001) -> None:
+        _check_positive("learning_rate", learning_rate, type(self).__name__)
+        self.learning_rate = float(learning_rate)
+        self.iterations = 0
+        self._slots: dict[str, np.ndarray] = {}
+
+    def _slot(self, key: str, like: np.ndarray) -> np.ndarray:
+        slot = self._slots.get(key)
+        if slot is None or slot.shape != like.shape or slot.dtype != like.dtype:
+            slot = self._slots[key] = np.zeros_like(like)
+        return slot
+
+    def apply(self, params: np.ndarray, grads: np.ndarray) -> None:
+        self._update(params, grads)
+        self.iterations += 1
+
+    def _update(self, params: np.ndarray, grads: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "learning_rate": self.learning_rate}
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Slot arrays and the step counter (for saving and resuming)."""
+        return {"iterations": np.array(self.iterations), **{k: v.copy() for k, v in self._slots.items()}}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.iterations = int(state["iterations"])
+        self._slots = {k: np.array(v) for k, v in state.items() if k != "iterations"}
+
+
+def _check_positive(name: str, value: Any, owner: str, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(
+            f"{owner}: expected {name} to be a {'non-negative' if allow_zero else 'positive'} number, "
+            f"received {value!r}."
+        )
+
+
+class SGD(Optimizer):
+    name = "sgd"
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__(learning_rate)
+        _check_positive("momentum", momentum, "SGD", allow_zero=True)
+        if momentum > 1:
+            raise ValueError(f"SGD: expected momentum in [0, 1], received {momentum!r}.")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def _update(self, params, grads):
+        dt = params.dtype.type
+        lr_g = grads * dt(self.learning_rate)
+        if self.momentum == 0:
+            params -= lr_g
+            return
+        m = self._slot("momentum", params)
+        m *= dt(self.momentum)
+        m -= lr_g
+        if self.nesterov:
+            params += m * dt(self.momentum) - lr_g
+        else:
+            params += m
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    name = "adam"
+
+    def __init__(
+        self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
+    ) -> None:
+        super().__init__(learning_rate)
+        for arg, value in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"Adam: expected {arg} in [0, 1), received {value!r}.")
+        _check_positive("epsilon", epsilon, "Adam")
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self._tmp: np.ndarray | None = None
+
+    def _update(self, params, grads):
+        dt = params.dtype.type
+        t = self.iterations + 1
+        # Keras computes the powers and alpha in the variable's dtype
+        b1_power = dt(dt(self.beta_1) ** dt(t))
+        b2_power = dt(dt(self.beta_2) ** dt(t))
+        alpha = dt(dt(self.learning_rate) * np.sqrt(dt(1) - b2_power) / (dt(1) - b1_power))
+        m, v = self._slot("m", params), self._slot("v", params)
+        c1, c2, eps = dt(1) - dt(self.beta_1), dt(1) - dt(self.beta_2), dt(self.epsilon)
+        if _fused.AVAILABLE and params.dtype == np.float32 and params.size >= 4096:
+            _fused.adam_step(params, grads, m, v, c1, c2, eps, alpha)
+            return
+        tmp = (
+            self._tmp
+            if self._tmp is not None and self._tmp.shape == params.shape and self._tmp.dtype == params.dtype
+            else None
+        )
+        tmp = self._tmp = np.empty_like(params) if tmp is None else tmp
+        np.subtract(grads, m, out=tmp)
+        tmp *= c1
+        m += tmp
+        np.multiply(grads, grads, out=tmp)
+        tmp -= v
+        tmp *= c2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp += eps
+        np.divide(m * alpha, tmp, out=tmp)
+        params -= tmp
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class RMSprop(Optimizer):
+    name = "rmsprop"
+
+    def __init__(
+        self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-7
+    ) -> None:
+        super().__init__(learning_rate)
+        if not isinstance(rho, (int, float)) or not 0 <= rho < 1:
+            raise ValueError(f"RMSprop: expected rho in [0, 1), received {rho!r}.")
+        _check_positive("momentum", momentum, "RMSprop", allow_zero=True)
+        _check_positive("epsilon", epsilon, "RMSprop")
+        self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
+
+    def _update(self, params, grads):
+        dt = params.dtype.type
+        v = self._slot("velocity", params)
+        v *= dt(self.rho)
+        v += dt(1 - self.rho) * (grads * grads)
+        increment = (dt(self.learning_rate) * grads) / np.sqrt(v + dt(self.epsilon))
+        if self.momentum > 0:
+            mom = self._slot("momentum", params)
+            mom *= dt(self.momentum)
+            mom += increment
+            params -= mom
+        else:
+            params -= increment
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def get(identifier: Any) -> Optimizer:
+    """An optimizer from a name ('adam', 'sgd', 'rmsprop') or an instance (returned as is)."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    raise ValueError(
+        f"Unknown optimizer {identifier!r}. Expected 'adam', 'sgd', 'rmsprop' or an instance "
+        "such as cl.optimizers.Adam(learning_rate=1e-3)."
+    )
+
+
+def from_config(cfg: dict[str, Any]) -> Optimizer:
+    cfg = dict(cfg)
+    return _BY_NAME[cfg.pop("name")](**cfg)
