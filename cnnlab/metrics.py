@@ -13,14 +13,18 @@ import numpy as np
 
 
 def categorical_accuracy(y_true: Any, y_pred: Any) -> np.ndarray:
-    """>>> categorical_accuracy([[0, 1], [1, 0]], [[0.2, 0.8], [0.3, 0.7]])
+    """Example:
+
+    >>> categorical_accuracy([[0, 1], [1, 0]], [[0.2, 0.8], [0.3, 0.7]])
     array([1., 0.])
     """
     return (np.argmax(y_true, axis=-1) == np.argmax(y_pred, axis=-1)).astype(np.float64)
 
 
 def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> np.ndarray:
-    """>>> sparse_categorical_accuracy([1, 1], [[0.2, 0.8], [0.3, 0.7]])
+    """Example:
+
+    >>> sparse_categorical_accuracy([1, 1], [[0.2, 0.8], [0.3, 0.7]])
     array([1., 1.])
     """
     y = np.asarray(y_true).reshape(np.shape(y_pred)[:-1])
@@ -28,7 +32,9 @@ def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> np.ndarray:
 
 
 def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> np.ndarray:
-    """>>> binary_accuracy([[1, 0]], [[0.7, 0.6]])
+    """Example:
+
+    >>> binary_accuracy([[1, 0]], [[0.7, 0.6]])
     array([0.5])
     """
     hit = np.asarray(y_true) == (np.asarray(y_pred) > threshold)

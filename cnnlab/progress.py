@@ -18,7 +18,9 @@ REDRAW_SECONDS = 0.1
 
 
 def format_duration(seconds: float) -> str:
-    """>>> format_duration(5.4), format_duration(75), format_duration(3700)
+    """Example:
+
+    >>> format_duration(5.4), format_duration(75), format_duration(3700)
     ('5s', '1:15', '1:01:40')
     """
     seconds = int(round(seconds))
@@ -30,7 +32,9 @@ def format_duration(seconds: float) -> str:
 
 
 def format_per_step(seconds: float) -> str:
-    """>>> format_per_step(0.003), format_per_step(1.5e-5), format_per_step(2.0)
+    """Example:
+
+    >>> format_per_step(0.003), format_per_step(1.5e-5), format_per_step(2.0)
     ('3ms/step', '15us/step', '2s/step')
     """
     if seconds >= 1:

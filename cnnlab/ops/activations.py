@@ -12,7 +12,9 @@ import numpy as np
 
 
 def relu(x: np.ndarray) -> np.ndarray:
-    """>>> relu(np.array([-1.0, 0.0, 2.0]))
+    """Example:
+
+    >>> relu(np.array([-1.0, 0.0, 2.0]))
     array([0., 0., 2.])
     """
     return np.maximum(x, 0, out=np.empty_like(x))
@@ -40,7 +42,9 @@ def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """>>> sigmoid(np.array([0.0]))
+    """Example:
+
+    >>> sigmoid(np.array([0.0]))
     array([0.5])
     """
     out = np.empty_like(x)

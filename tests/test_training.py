@@ -1,0 +1,192 @@
+"""compile / fit / evaluate / predict behaviour."""
+
+from __future__ import annotations
+
+import signal
+import warnings
+
+import numpy as np
+import pytest
+
+import cnnlab as cl
+from cnnlab import _fused
+from cnnlab.layers import Conv2D, Dense, Flatten, MaxPool2D
+from cnnlab.models import TrainingStopped
+
+
+def blobs(n=300, seed=0):
+    """Three separable classes of 6x6 images: a bright row band per class."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    x = rng.normal(0, 0.3, size=(n, 6, 6, 1))
+    for i, label in enumerate(labels):
+        x[i, 2 * label : 2 * label + 2, :, 0] += 2.0
+    return x, labels
+
+
+def cnn(units=3):
+    return cl.Sequential(
+        [
+            cl.layers.Input((6, 6, 1)),
+            Conv2D(4, 2, activation="relu"),
+            MaxPool2D(),
+            Flatten(),
+            Dense(units, activation="softmax"),
+        ]
+    )
+
+
+def test_fit_learns_and_history_has_keras_keys():
+    cl.set_seed(1)
+    x, labels = blobs()
+    model = cnn()
+    model.compile(cl.optimizers.Adam(0.01), "categorical_crossentropy", ["accuracy"])
+    history = model.fit(x, cl.utils.to_categorical(labels), epochs=5, batch_size=16, validation_split=0.2, verbose=0)
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(history.history["loss"]) == 5 and history.epoch == [0, 1, 2, 3, 4]
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert history.history["val_accuracy"][-1] > 0.9
+    loss, acc = model.evaluate(x, cl.utils.to_categorical(labels), verbose=0)
+    assert acc > 0.9
+    assert model.evaluate(x, cl.utils.to_categorical(labels), verbose=0, return_dict=True) == {
+        "loss": loss,
+        "accuracy": acc,
+    }
+
+
+def test_sparse_labels_and_sgd():
+    cl.set_seed(2)
+    x, labels = blobs()
+    model = cnn()
+    model.compile(cl.optimizers.SGD(0.1, momentum=0.5), "sparse_categorical_crossentropy", "accuracy")
+    model.fit(x, labels, epochs=4, verbose=0)
+    assert model.evaluate(x, labels, verbose=0)[1] > 0.9
+
+
+def test_validation_split_takes_last_samples_before_shuffling():
+    x, labels = blobs(100)
+    seen = []
+
+    class Spy(cl.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(logs)
+
+    model = cnn()
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, labels, epochs=1, validation_split=0.3, verbose=0, callbacks=[Spy()])
+    expected = model.evaluate(x[70:], labels[70:], verbose=0)
+    assert seen[0]["val_loss"] == pytest.approx(expected[0], rel=1e-6)
+
+
+def test_evaluate_matches_manual_mean_and_predict_chunks(monkeypatch):
+    x, labels = blobs(50)
+    model = cnn()
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    p = model.predict(x)
+    manual = -np.log(p[np.arange(50), labels]).mean()
+    assert model.evaluate(x, labels, verbose=0)[0] == pytest.approx(manual, rel=1e-5)
+    assert model.evaluate(x, labels, verbose=0)[1] == pytest.approx((p.argmax(1) == labels).mean())
+    # a tiny chunk budget must give the same predictions
+    monkeypatch.setattr("cnnlab.models.CHUNK_BYTES", 1)
+    np.testing.assert_array_equal(model.predict(x), p)
+
+
+def test_nan_loss_stops_with_last_finite_weights():
+    x, labels = blobs(64)
+    model = cl.Sequential([cl.layers.Input((6, 6, 1)), Flatten(), Dense(3)])
+    model.compile(cl.optimizers.SGD(1e3), "mse")
+    y = np.eye(3)[labels] * 1e17  # finite at first, then the huge steps overflow
+    before = None
+
+    class Keep(cl.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            nonlocal before
+            before = self.model.get_weights()
+
+    with pytest.warns(TrainingStopped, match=r"epoch 1, step \d+"):
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[Keep()])
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    for a, b in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ctrl_c_keeps_history_and_whole_updates():
+    x, labels = blobs(64)
+    model = cnn()
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    steps = []
+
+    class Interrupt(cl.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            steps.append(self.model.optimizer.iterations)
+            if len(steps) == 5:
+                signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, labels, batch_size=8, epochs=2, verbose=0, callbacks=[Interrupt()])
+    assert model.history is not None and model.optimizer.iterations == 5
+
+
+def test_early_stopping_restores_best_weights():
+    x, labels = blobs(60)
+    model = cnn()
+    model.compile(cl.optimizers.SGD(5.0), "sparse_categorical_crossentropy")  # diverging on purpose
+    stop = cl.callbacks.EarlyStopping(monitor="loss", patience=1, restore_best_weights=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = model.fit(x, labels, epochs=30, verbose=0, callbacks=[stop])
+    assert len(history.epoch) < 30
+    best = int(np.argmin(history.history["loss"]))
+    assert stop.best_epoch == best
+
+
+def test_progress_output(capsys):
+    x, labels = blobs(64)
+    model = cnn()
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, labels, batch_size=32, epochs=2, verbose=1)
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out
+    assert "2/2 [==============================] - " in out and "/step - loss: " in out and " - accuracy: " in out
+    model.fit(x, labels, epochs=1, verbose=2)
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert "[" not in line and "loss:" in line
+    model.fit(x, labels, epochs=1, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.skipif(not _fused.AVAILABLE, reason="numba is not installed")
+def test_fused_adam_gives_the_same_numbers_as_numpy():
+    rng = np.random.default_rng(3)
+    w0 = rng.normal(size=50_000).astype(np.float32)
+    results = []
+    for fused in (True, False):
+        opt = cl.optimizers.Adam()
+        w = w0.copy()
+        original = _fused.AVAILABLE
+        _fused.AVAILABLE = fused
+        try:
+            for step in range(4):
+                opt.apply(w, np.random.default_rng(step).normal(size=w.size).astype(np.float32))
+        finally:
+            _fused.AVAILABLE = original
+        results.append(w)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_float64_training():
+    cl.config.set_floatx("float64")
+    x, labels = blobs(30)
+    model = cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, labels, epochs=1, verbose=0)
+    assert model.get_weights()[0].dtype == np.float64
+    assert model.predict(x).dtype == np.float64
+
+
+def test_config_round_trip():
+    model = cnn()
+    clone = cl.Sequential.from_config(model.get_config())
+    assert [type(layer).__name__ for layer in clone.layers] == [type(layer).__name__ for layer in model.layers]
+    assert clone.count_params() == model.count_params()
+    assert clone.layers[0].get_config() == model.layers[0].get_config()
