@@ -36,3 +36,39 @@ if AVAILABLE:
 
 else:
     adam_step = None
+
+
+if AVAILABLE:
+
+    @numba.njit(parallel=True, cache=True)
+    def max_pool_forward(xp, ph, pw, sh, sw, ho, wo, y, arg):  # pragma: no cover
+        """``y[n,i,j,c] = max over the window``; ``arg`` = offset of the first maximum (row-major)."""
+        n_batch, channels = xp.shape[0], xp.shape[3]
+        for n in numba.prange(n_batch):
+            for i in range(ho):
+                for j in range(wo):
+                    for c in range(channels):
+                        best = xp[n, i * sh, j * sw, c]
+                        where = 0
+                        for di in range(ph):
+                            for dj in range(pw):
+                                value = xp[n, i * sh + di, j * sw + dj, c]
+                                if value > best:
+                                    best = value
+                                    where = di * pw + dj
+                        y[n, i, j, c] = best
+                        arg[n, i, j, c] = where
+
+    @numba.njit(parallel=True, cache=True)
+    def max_pool_backward(dy, arg, ph, pw, sh, sw, dxp):  # pragma: no cover
+        """Add each ``dy`` to the input cell that won its window (``dxp`` starts at zero)."""
+        n_batch, ho, wo, channels = dy.shape
+        for n in numba.prange(n_batch):
+            for i in range(ho):
+                for j in range(wo):
+                    for c in range(channels):
+                        a = arg[n, i, j, c]
+                        dxp[n, i * sh + a // pw, j * sw + a % pw, c] += dy[n, i, j, c]
+
+else:
+    max_pool_forward = max_pool_backward = None

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from cnnlab import config
 from cnnlab import losses as losses_mod
@@ -31,6 +32,9 @@ from cnnlab.layers.base import CHUNK_BYTES, Layer, Shape, format_shape
 from cnnlab.layers.core import InputLayer
 from cnnlab.progress import Progbar
 from cnnlab.random import generator
+
+#: BLAS threads while fitting (see ``fit``); None leaves the library's default
+TRAINING_BLAS_THREADS: int | None = 1
 
 
 class TrainingStopped(RuntimeWarning):
@@ -466,6 +470,19 @@ class Sequential(Layer):
         self.stop_training = False
         for cb in all_callbacks:
             cb.on_train_begin()
+        # A training step's matmuls are small (batch 32): one BLAS thread is faster than
+        # two here (measured in benchmarks/RESULTS.md) and leaves the other core free.
+        with threadpool_limits(limits=TRAINING_BLAS_THREADS, user_api="blas"):
+            self._fit_epochs(
+                x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle, verbose, steps, all_callbacks
+            )
+        for cb in all_callbacks:
+            cb.on_train_end()
+        return history
+
+    def _fit_epochs(
+        self, x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle, verbose, steps, all_callbacks
+    ) -> None:
         floatx = config.floatx()
         for epoch in range(initial_epoch, epochs):
             for cb in all_callbacks:
@@ -518,9 +535,6 @@ class Sequential(Layer):
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        for cb in all_callbacks:
-            cb.on_train_end()
-        return history
 
     # ------------------------------------------------------------ evaluate
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, chunk: int | None = None) -> tuple[float, list[float]]:

@@ -190,3 +190,26 @@ def test_config_round_trip():
     assert [type(layer).__name__ for layer in clone.layers] == [type(layer).__name__ for layer in model.layers]
     assert clone.count_params() == model.count_params()
     assert clone.layers[0].get_config() == model.layers[0].get_config()
+
+
+@pytest.mark.skipif(not _fused.AVAILABLE, reason="numba is not installed")
+@pytest.mark.parametrize(
+    ("pool", "strides", "padding"), [((2, 2), None, "valid"), ((3, 3), (2, 2), "same"), ((2, 3), (1, 1), "valid")]
+)
+def test_fused_max_pool_gives_the_same_numbers_as_numpy(pool, strides, padding, monkeypatch):
+    from cnnlab.ops import pool as pool_ops
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(-3, 3, size=(6, 15, 14, 8)).astype(np.float32)  # many ties, above the fused-size threshold
+    dy = rng.normal(size=pool_ops.max_pool2d_forward(x, pool, strides, padding).shape).astype(np.float32)
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(_fused, "AVAILABLE", fused)
+        y, arg = pool_ops.max_pool2d_forward_argmax(x, pool, strides, padding)
+        dx = pool_ops.max_pool2d_backward(dy, arg, x.shape, pool, strides, padding)
+        results.append((y, arg, dx))
+    (y1, arg1, dx1), (y2, arg2, dx2) = results
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(arg1, arg2)
+    # overlapping windows add in a different order: equal up to float32 rounding
+    np.testing.assert_allclose(dx1, dx2, rtol=1e-6, atol=1e-6)

@@ -21,8 +21,10 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 def relu_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    # y > 0 exactly where x > 0; Keras/TF also give gradient 0 at x == 0
-    return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+    # y > 0 exactly where x > 0; Keras/TF also give gradient 0 at x == 0.
+    # dy is the caller's temporary, so it is reused instead of allocating.
+    np.multiply(dy, y > 0, out=dy)
+    return dy
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab import _fused
 from cnnlab.ops.shapes import padding_amounts, window_output_hw
 from cnnlab.ops.windows import pad_hw, unpad_hw, window_slice
 
@@ -35,6 +36,11 @@ def _prepare(x: np.ndarray, pool: Pair, strides: Pair, padding: str, fill: float
     out_hw = window_output_hw(hw, pool, strides, padding, _NO_DILATION, "pooling")
     pads = padding_amounts(hw, pool, strides, padding)
     return pad_hw(x, pads, fill), out_hw, pads
+
+
+def _use_fused(x: np.ndarray) -> bool:
+    # compiled loops only for float arrays of some size: the NumPy path is exact too
+    return _fused.AVAILABLE and x.dtype in (np.float32, np.float64) and x.size >= 4096
 
 
 def max_pool2d_forward(
@@ -60,6 +66,11 @@ def max_pool2d_forward_argmax(
     """Max pooling plus, per output cell, the window offset ``di*pw + dj`` of its first maximum."""
     strides = strides or pool
     xp, out_hw, _ = _prepare(x, pool, strides, padding, lowest_value(x.dtype))
+    if _use_fused(xp):
+        y = np.empty((x.shape[0], *out_hw, x.shape[3]), dtype=x.dtype)
+        arg = np.empty(y.shape, dtype=np.int8)
+        _fused.max_pool_forward(xp, pool[0], pool[1], strides[0], strides[1], out_hw[0], out_hw[1], y, arg)
+        return y, (arg if need_argmax else None)
     y = xp[window_slice(0, 0, out_hw, strides, _NO_DILATION)].copy()
     arg = np.zeros(y.shape, dtype=np.int8) if need_argmax else None
     for di in range(pool[0]):
@@ -90,6 +101,9 @@ def max_pool2d_backward(
     (top, bottom), (left, right) = pads
     dxp = np.zeros((x_shape[0], hw[0] + top + bottom, hw[1] + left + right, x_shape[3]), dy.dtype)
     out_hw = dy.shape[1:3]
+    if _use_fused(dy):
+        _fused.max_pool_backward(np.ascontiguousarray(dy), arg, pool[0], pool[1], strides[0], strides[1], dxp)
+        return unpad_hw(dxp, pads, hw)
     non_overlapping = strides[0] >= pool[0] and strides[1] >= pool[1]
     for di in range(pool[0]):
         for dj in range(pool[1]):
