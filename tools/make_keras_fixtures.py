@@ -2,8 +2,8 @@
 
 Run in a separate virtualenv that has TensorFlow and Keras (never a dependency of cnnlab):
 
-    python -m venv /tmp/kenv && /tmp/kenv/bin/pip install tensorflow-cpu keras
-    KERAS_BACKEND=tensorflow /tmp/kenv/bin/python tools/make_keras_fixtures.py
+    python -m venv ../keras-env && ../keras-env/bin/pip install tensorflow-cpu keras
+    KERAS_BACKEND=tensorflow ../keras-env/bin/python tools/make_keras_fixtures.py
 
 Every fixture holds random inputs and weights and what real Keras computed from them.
 """
