@@ -41,13 +41,18 @@ def load(n: int | None):
 def time_cnnlab(net: str, X, Y, XX, epochs: int) -> tuple[list[float], float]:
     model = lecture.build_net1() if net == "net1" else lecture.build_net2()
     model.compile("adam", "categorical_crossentropy", ["accuracy"])
+    return _time_keras_api(model, X, Y, XX, epochs)
+
+
+def _time_keras_api(model, X, Y, XX, epochs: int) -> tuple[list[float], float]:
+    """Epoch times and predict time of any model with Keras's fit/predict (cnnlab or Keras)."""
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
         model.fit(X, Y, batch_size=32, epochs=1, verbose=0)
         times.append(time.perf_counter() - start)
     start = time.perf_counter()
-    model.predict(XX)
+    model.predict(XX, batch_size=32, verbose=0)
     return times, time.perf_counter() - start
 
 
@@ -117,14 +122,7 @@ def time_keras(net: str, X, Y, XX, epochs: int) -> tuple[list[float], float]:
         ]
     model = keras.Sequential([keras.Input((28, 28, 1)), *layers])
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        model.fit(X, Y, batch_size=32, epochs=1, verbose=0)
-        times.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    model.predict(XX, batch_size=32, verbose=0)
-    return times, time.perf_counter() - start
+    return _time_keras_api(model, X, Y, XX, epochs)
 
 
 def main() -> None:
