@@ -25,11 +25,12 @@ AVAILABLE = numba is not None
 if AVAILABLE:
 
     @numba.njit(parallel=True, cache=True, fastmath=False)
-    def adam_step(w, g, m, v, one_minus_b1, one_minus_b2, eps, alpha):  # pragma: no cover
+    def adam_step(w, g, m, v, one_minus_b1, one_minus_b2, eps, alpha, tiny):  # pragma: no cover
         for i in numba.prange(w.shape[0]):
             gi = g[i]
             mi = m[i] + (gi - m[i]) * one_minus_b1
             vi = v[i] + (gi * gi - v[i]) * one_minus_b2
+            mi = mi * np.float32(abs(mi) >= tiny)  # flush subnormals (see Optimizer._flush_subnormals)
             m[i] = mi
             v[i] = vi
             w[i] -= (mi * alpha) / (np.sqrt(vi) + eps)

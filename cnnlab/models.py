@@ -30,6 +30,7 @@ from cnnlab import optimizers as optimizers_mod
 from cnnlab.callbacks import Callback, History
 from cnnlab.layers.base import CHUNK_BYTES, Layer, Shape, format_shape
 from cnnlab.layers.core import InputLayer
+from cnnlab.ops.activations import flush_subnormals
 from cnnlab.progress import Progbar
 from cnnlab.random import generator
 
@@ -372,6 +373,7 @@ class Sequential(Layer):
         fused = self._is_fused()
         logits = self._layers[-1].last_logits if fused else None
         values, grad = self.loss.value_and_grad(yb, out, logits)
+        flush_subnormals(grad)  # see ops.activations.flush_subnormals: TF does the same
         for index in range(len(self._layers) - 1, self._first_trainable - 1, -1):
             layer = self._layers[index]
             need_dx = index > self._first_trainable

@@ -22,6 +22,9 @@ import numpy as np
 
 from cnnlab import _fused
 
+#: steps between two flushes of subnormal optimizer state (see ``Optimizer._flush_subnormals``)
+FLUSH_EVERY = 64
+
 
 class Optimizer:
     """Base class: ``apply(params, grads)`` updates ``params`` in place."""
@@ -43,6 +46,21 @@ class Optimizer:
     def apply(self, params: np.ndarray, grads: np.ndarray) -> None:
         self._update(params, grads)
         self.iterations += 1
+        if self.iterations % FLUSH_EVERY == 0:
+            self._flush_subnormals()
+
+    def _flush_subnormals(self) -> None:
+        """Set subnormal slot values to zero.
+
+        Moments of units that get no gradient (dead ReLUs, common on raw 0..255 pixels)
+        decay geometrically and reach the subnormal range after ~800 Adam steps; arithmetic
+        on subnormals is ~100x slower on x86, which made a net1 epoch 2.4x slower by its end.
+        TensorFlow's CPU kernels flush subnormals to zero after every operation; doing it
+        every ``FLUSH_EVERY`` steps changes values by less than 1e-37 and costs ~0.02 ms/step.
+        """
+        for slot in self._slots.values():
+            if slot.dtype.kind == "f":
+                np.copyto(slot, 0, where=np.abs(slot) < np.finfo(slot.dtype).tiny)
 
     def _update(self, params: np.ndarray, grads: np.ndarray) -> None:
         raise NotImplementedError
@@ -120,8 +138,9 @@ class Adam(Optimizer):
         alpha = dt(dt(self.learning_rate) * np.sqrt(dt(1) - b2_power) / (dt(1) - b1_power))
         m, v = self._slot("m", params), self._slot("v", params)
         c1, c2, eps = dt(1) - dt(self.beta_1), dt(1) - dt(self.beta_2), dt(self.epsilon)
+        tiny = dt(np.finfo(params.dtype).tiny)
         if _fused.AVAILABLE and params.dtype == np.float32 and params.size >= 4096:
-            _fused.adam_step(params, grads, m, v, c1, c2, eps, alpha)
+            _fused.adam_step(params, grads, m, v, c1, c2, eps, alpha, tiny)
             return
         tmp = (
             self._tmp
@@ -132,6 +151,9 @@ class Adam(Optimizer):
         np.subtract(grads, m, out=tmp)
         tmp *= c1
         m += tmp
+        # the first moment of a unit without gradient decays into subnormals; flush them
+        # every step, exactly as the fused kernel does (see _flush_subnormals)
+        np.copyto(m, 0, where=np.abs(m) < tiny)
         np.multiply(grads, grads, out=tmp)
         tmp -= v
         tmp *= c2

@@ -213,3 +213,27 @@ def test_fused_max_pool_gives_the_same_numbers_as_numpy(pool, strides, padding, 
     np.testing.assert_array_equal(arg1, arg2)
     # overlapping windows add in a different order: equal up to float32 rounding
     np.testing.assert_allclose(dx1, dx2, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_state_of_units_without_gradient_never_goes_subnormal(fused, monkeypatch):
+    # m decays by 0.9 per step once the gradient is 0: after ~850 steps it would be subnormal,
+    # which makes every later update ~20x slower on x86 (measured in benchmarks/RESULTS.md)
+    monkeypatch.setattr(_fused, "AVAILABLE", fused and _fused.AVAILABLE)
+    w = np.ones(8192, np.float32)
+    opt = cl.optimizers.Adam()
+    opt.apply(w, np.full(w.size, 1e-3, np.float32))
+    zero = np.zeros(w.size, np.float32)
+    for _ in range(1000):
+        opt.apply(w, zero)
+    m = opt._slots["m"]
+    tiny = np.finfo(np.float32).tiny
+    assert not np.any((m != 0) & (np.abs(m) < tiny))
+    assert np.all(m == 0)
+
+
+def test_softmax_outputs_are_never_subnormal():
+    from cnnlab.ops.activations import softmax
+
+    p = softmax(np.array([[0.0, -90.0, -200.0]], np.float32))  # exp(-90) ~ 8e-40 is subnormal
+    np.testing.assert_array_equal(p, [[1.0, 0.0, 0.0]])
