@@ -97,3 +97,52 @@ class EarlyStopping(Callback):
                 self.model.set_weights(self.best_weights)
             if self.verbose:
                 print(f"Epoch {epoch + 1}: early stopping (best epoch {self.best_epoch + 1})")
+
+
+class ModelCheckpoint(Callback):
+    """Save the model after every epoch, or only when ``monitor`` improves
+    (``save_best_only=True``), like ``keras.callbacks.ModelCheckpoint``.
+
+    ``filepath`` may hold ``{epoch}`` and any logged value, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.cnnlab"``;
+    ``{epoch}`` counts from 1, as in Keras. Files are written atomically.
+    """
+
+    def __init__(
+        self,
+        filepath: str,
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+        verbose: int = 0,
+    ) -> None:
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"ModelCheckpoint: expected mode 'auto', 'min' or 'max', received {mode!r}.")
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.filepath, self.monitor, self.save_best_only, self.verbose = str(filepath), monitor, save_best_only, verbose
+        self.sign = 1.0 if mode == "max" else -1.0
+        self.best = -np.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            if self.monitor not in logs:
+                raise ValueError(
+                    f"ModelCheckpoint: monitor {self.monitor!r} is not among the logged values "
+                    f"({', '.join(logs) or 'none'})."
+                )
+            score = self.sign * float(logs[self.monitor])
+            if score <= self.best:
+                return
+            self.best = score
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, ValueError) as exc:
+            raise ValueError(
+                f"ModelCheckpoint: cannot fill in filepath {self.filepath!r} ({exc!r}); it may use "
+                f"{{epoch}} and {', '.join('{' + k + '}' for k in logs)}."
+            ) from exc
+        self.model.save(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved model to {path}")

@@ -8,8 +8,6 @@ cross-entropy, evaluated on the test set, and compared with the lecture's own fi
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 
 import cnnlab as cl
+from cnnlab._atomic import atomic_path
 from cnnlab.layers import Conv2D, Dense, Flatten, MaxPool2D
 
 #: what the lecture notes report (TensorFlow 2, 5 epochs, batch 32)
@@ -60,6 +59,16 @@ class LectureData:
     XX: np.ndarray
     yy: np.ndarray
     labels_test: np.ndarray
+    scale: float = 1.0
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What a saved model needs to prepare new images the same way."""
+        return {
+            "dataset": "fashion_mnist",
+            "input_scale": self.scale,
+            "class_names": list(cl.datasets.fashion_mnist.class_names),
+        }
 
 
 def prepare_data(data_path: str | None = None, normalize: bool = False, subset: int | None = None) -> LectureData:
@@ -72,7 +81,9 @@ def prepare_data(data_path: str | None = None, normalize: bool = False, subset: 
     scale = 255.0 if normalize else 1.0
     X = x_train.reshape(-1, 28, 28, 1).astype(np.float64) / scale
     XX = x_test.reshape(-1, 28, 28, 1).astype(np.float64) / scale
-    return LectureData(X, cl.utils.to_categorical(y_train, 10), XX, cl.utils.to_categorical(y_test, 10), y_test)
+    return LectureData(
+        X, cl.utils.to_categorical(y_train, 10), XX, cl.utils.to_categorical(y_test, 10), y_test, 1.0 / scale
+    )
 
 
 @dataclass
@@ -84,6 +95,7 @@ class NetResult:
     test_loss: float = float("nan")
     test_accuracy: float = float("nan")
     confusion: list[list[int]] = field(default_factory=list)
+    predicted: list[int] = field(default_factory=list, repr=False)
 
 
 class _EpochTimer(cl.callbacks.Callback):
@@ -116,6 +128,7 @@ def train_and_evaluate(
         float(loss),
         float(accuracy),
         confusion.tolist(),
+        predicted.tolist(),
     )
 
 
@@ -157,17 +170,11 @@ def comparison_table(r1: NetResult, r2: NetResult) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
+def write_json_atomic(path: Path, payload: Any) -> Path:
     """Write JSON to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2))
+    return path
 
 
 def run(
@@ -190,9 +197,10 @@ def run(
         f"Fashion-MNIST: X {data.X.shape} {data.X.dtype}, y {data.y.shape}; XX {data.XX.shape}, yy {data.yy.shape}"
         + (" (quick: 6,000-image subset, 1 epoch)" if quick else "")
     )
-    results = []
+    results, models = [], []
     for builder in (build_net1, build_net2):
         model = builder()
+        models.append(model)
         print()
         model.summary()
         results.append(train_and_evaluate(model, data, epochs, batch_size, verbose))
@@ -204,23 +212,60 @@ def run(
     r1, r2 = results
     print()
     print(comparison_table(r1, r2))
+    out_dir = Path(out)
+    settings = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "normalize": normalize,
+        "quick": quick,
+        "train_samples": len(data.X),
+        "test_samples": len(data.XX),
+    }
+    written = write_report(out_dir, data, models, results, trace, settings)
+    print(f"\nReport written to {out_dir}/: " + ", ".join(p.name for p in written))
+    return json.loads((out_dir / "results.json").read_text())
+
+
+def write_report(
+    out_dir: Path,
+    data: LectureData,
+    models: list[cl.Sequential],
+    results: list[NetResult],
+    trace: list[tuple[str, tuple[int, ...]]],
+    settings: dict[str, Any],
+) -> list[Path]:
+    """results.json, both trained models, and the three pictures; every file written atomically."""
+    from cnnlab import plots
+
+    r1, r2 = results
+    names = cl.datasets.fashion_mnist.class_names
     payload = {
-        "settings": {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "seed": seed,
-            "normalize": normalize,
-            "quick": quick,
-            "train_samples": len(data.X),
-            "test_samples": len(data.XX),
-        },
+        "settings": settings,
         "lecture": LECTURE,
-        "net1": r1.__dict__,
-        "net2": r2.__dict__,
+        "net1": {k: v for k, v in r1.__dict__.items() if k != "predicted"},
+        "net2": {k: v for k, v in r2.__dict__.items() if k != "predicted"},
         "parameter_ratio": r2.params / r1.params,
         "shape_trace": [[n, list(s)] for n, s in trace],
     }
-    out_dir = Path(out)
-    write_json_atomic(out_dir / "results.json", payload)
-    print(f"\nReport written to {out_dir}/ (results.json)")
-    return payload
+    written = [write_json_atomic(out_dir / "results.json", payload)]
+    for model in models:
+        model.metadata = data.metadata
+        written.append(model.save(out_dir / f"{model.name}.cnnlab"))
+    written.append(plots.learning_curves({r.name: r.history for r in results}, out_dir / "learning_curves.png"))
+    written.append(
+        plots.confusion_matrices(
+            {r.name: np.array(r.confusion) for r in results}, names, out_dir / "confusion_matrices.png"
+        )
+    )
+    written.append(
+        plots.misclassified_grid(
+            data.XX,
+            data.labels_test,
+            np.array(r2.predicted),
+            names,
+            out_dir / "misclassified_net2.png",
+            "net2: misclassified test images",
+        )
+    )
+    return written

@@ -91,6 +91,8 @@ class Sequential(Layer):
         self.history: History | None = None
         self._flat: np.ndarray | None = None
         self._flat_grads: np.ndarray | None = None
+        #: free-form facts kept with the model file (e.g. input preprocessing)
+        self.metadata: dict[str, Any] = {}
         for layer in layers or []:
             self.add(layer)
 
@@ -592,6 +594,13 @@ class Sequential(Layer):
             bar.update(steps, logs, finalize=True)
         return logs if return_dict else self._results(loss, mets)
 
+    # ------------------------------------------------------------ saving
+    def save(self, path: Any) -> Any:
+        """Write architecture, weights and optimizer state to one file (see :mod:`cnnlab.saving`)."""
+        from cnnlab.saving import save_model
+
+        return save_model(self, path, self.metadata)
+
     # ------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
         return {
@@ -616,6 +625,13 @@ class Sequential(Layer):
 
 
 Model = Sequential
+
+
+def load_model(path: Any, compile: bool = True) -> Sequential:
+    """Load a model written by ``model.save(path)`` (``keras.models.load_model``)."""
+    from cnnlab.saving import load_model as _load
+
+    return _load(path, compile=compile)
 
 
 def _bytes(n: int) -> str:
@@ -649,4 +665,4 @@ def _verbosity(verbose: Any) -> int:
     raise ValueError(f"expected verbose to be 'auto', 0, 1 or 2, received {verbose!r}.")
 
 
-__all__ = ["Sequential", "Model", "TrainingStopped"]
+__all__ = ["Sequential", "Model", "TrainingStopped", "load_model"]

@@ -1,4 +1,4 @@
-"""The ``cnnlab`` command: the lecture job end to end and its error paths."""
+"""The ``cnnlab`` command: the lecture job end to end, the other subcommands, error paths."""
 
 from __future__ import annotations
 
@@ -7,12 +7,21 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from cnnlab import cli
 from cnnlab.datasets import fashion_mnist
 
 REAL_DATA = not fashion_mnist._missing(fashion_mnist.DEBIAN_DIR)
+REPORT_FILES = [
+    "confusion_matrices.png",
+    "learning_curves.png",
+    "misclassified_net2.png",
+    "net1.cnnlab",
+    "net2.cnnlab",
+    "results.json",
+]
 
 
 def test_lecture_quick_on_tiny_data(tiny_data, tmp_path, capsys):
@@ -25,7 +34,101 @@ def test_lecture_quick_on_tiny_data(tiny_data, tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["net1"]["params"] == 1_149_010 and results["net2"]["params"] == 14_590
     assert 0 <= results["net2"]["test_accuracy"] <= 1
-    assert [p.name for p in out.iterdir()] == ["results.json"]  # no temporary files left
+    assert np.array(results["net2"]["confusion"]).sum() == 20
+    assert sorted(p.name for p in out.iterdir()) == REPORT_FILES  # and no temporary files left
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+@pytest.fixture
+def trained(tiny_data, tmp_path, capsys):
+    path = tmp_path / "net2.cnnlab"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--model",
+                "net2",
+                "--epochs",
+                "2",
+                "--data",
+                str(tiny_data),
+                "--out",
+                str(path),
+                "--verbose",
+                "0",
+                "--validation-split",
+                "0.2",
+            ]
+        )
+        == 0
+    )
+    assert f"saved net2 to {path}" in capsys.readouterr().out
+    return path
+
+
+def test_train_then_evaluate_summary_trace(trained, tiny_data, capsys):
+    assert cli.main(["evaluate", str(trained), "--data", str(tiny_data)]) == 0
+    assert "test accuracy" in capsys.readouterr().out and "on 20 images"
+    assert cli.main(["summary", str(trained)]) == 0
+    assert "Total params: 14,590" in capsys.readouterr().out
+    assert cli.main(["trace", str(trained), "--data", str(tiny_data), "--samples", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "(7, 13, 13, 30)" in out and "(7, 10)" in out
+
+
+def test_predict_png_and_npy_agree_with_the_model(trained, tmp_path, capsys):
+    from PIL import Image
+
+    import cnnlab as cl
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 120, size=(28, 28)).astype(np.uint8)
+    image[5:8, 4:24] = 220  # dark background, like Fashion-MNIST
+    Image.fromarray(image).save(tmp_path / "a.png")
+    np.save(tmp_path / "a.npy", image)
+    assert cli.main(["predict", str(trained), str(tmp_path / "a.png"), str(tmp_path / "a.npy")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].split(": ", 1)[1] == lines[1].split(": ", 1)[1]
+    p = cl.models.load_model(trained).predict(image[None, :, :, None].astype(np.float64))[0]
+    best = fashion_mnist.class_names[int(p.argmax())]
+    assert lines[1].split(": ", 1)[1].startswith(f"{best} {p.max():.3f}")
+    # a light-background picture is inverted automatically
+    Image.fromarray(255 - image).resize((56, 56)).save(tmp_path / "light.png")
+    assert cli.main(["predict", str(trained), str(tmp_path / "light.png")]) == 0
+    assert capsys.readouterr().out.split(": ", 1)[1].split()[0] == best.split()[0]
+
+
+def test_predict_errors(trained, tmp_path, capsys):
+    np.save(tmp_path / "big.npy", np.zeros((32, 32)))
+    (tmp_path / "bad.png").write_bytes(b"not a picture")
+    for args, message in [
+        ([str(tmp_path / "big.npy")], "expected an array of shape (28, 28) or (28, 28, 1), received (32, 32)"),
+        ([str(tmp_path / "bad.png")], "not a readable image (PNG or JPEG expected)"),
+        ([str(tmp_path / "none.png")], "none.png: no such file"),
+    ]:
+        assert cli.main(["predict", str(trained), *args]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["evaluate", "summary", "trace", "predict"])
+def test_missing_or_broken_model_file(command, tmp_path, capsys):
+    broken = tmp_path / "broken.cnnlab"
+    broken.write_bytes(b"PK\x03\x04 truncated")
+    extra = [str(tmp_path / "x.npy")] if command == "predict" else []
+    assert cli.main([command, str(tmp_path / "none.cnnlab"), *extra]) == 1
+    assert "none.cnnlab: no such model file" in capsys.readouterr().err
+    assert cli.main([command, str(broken), *extra]) == 1
+    assert "broken.cnnlab: not a cnnlab model file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["lecture", "train", "evaluate", "summary", "trace", "predict"])
+def test_help_has_an_example(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([command, "--help"])
+    assert info.value.code == 0
+    assert f"example: cnnlab {command}" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not REAL_DATA, reason="the real Fashion-MNIST is not installed (dataset-fashion-mnist)")

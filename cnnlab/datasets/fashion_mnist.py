@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from cnnlab._atomic import atomic_path
 from cnnlab.datasets.idx import DataFileError, decompress, parse_idx
 
 __all__ = ["load_data", "class_names", "DataNotFoundError", "DataFileError"]
@@ -143,15 +143,8 @@ def _download(folder: Path, opener: Opener) -> list[str]:
             except Exception as exc:  # noqa: BLE001 - every failure is reported below
                 failures.append(f"{url}: {exc}")
                 continue
-            # A crash here can leave a stray temp file, never a half-written data file.
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(raw)
-                os.replace(tmp, folder / (stem + ".gz"))
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_path(folder / (stem + ".gz"), suffix=".part") as tmp:
+                tmp.write_bytes(raw)
             break
         else:
             return failures

@@ -1,0 +1,161 @@
+"""Saving and loading whole models in one ``.cnnlab`` file.
+
+The file is a zip archive (readable with any zip tool) holding:
+
+* ``cnnlab.json`` — format name and version, the model's ``get_config()``, the compile
+  settings, the names and shapes of every weight, and free-form ``metadata``
+  (e.g. how the inputs were preprocessed);
+* ``weights/NNNN.npy`` — every weight array, in ``get_weights()`` order;
+* ``optimizer/<slot>.npy`` — the optimizer's state (step counter and moments), so
+  ``fit`` resumes exactly where it stopped.
+
+It is written to a temporary file beside the target and renamed into place, so a crash
+never leaves a half-written model. Loading checks everything and names the file and the
+problem: not a zip, not a cnnlab model, a newer format version, missing or mis-shaped arrays.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab._atomic import atomic_path
+
+FORMAT = "cnnlab-model"
+VERSION = 1
+MANIFEST = "cnnlab.json"
+
+
+class ModelFileError(ValueError):
+    """A model file is unreadable, corrupt, foreign or too new."""
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def save_model(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (a built ``Sequential``) to ``path``; returns the path written."""
+    target = Path(path)
+    if not model.built:
+        raise ValueError(
+            f'save_model: model "{model.name}" is not built yet, so it has no weights to save. '
+            "Call it on data or fit it first."
+        )
+    weights = model.get_weights()
+    compile_cfg = None
+    if model.compiled:
+        compile_cfg = {
+            "optimizer": model.optimizer.get_config(),
+            "loss": model.loss.name,
+            "metrics": [name for name, _ in model._metrics],
+        }
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.get_config(),
+        "compile": compile_cfg,
+        "weights": [list(w.shape) for w in weights],
+        "optimizer_slots": sorted(model.optimizer.get_state()) if model.compiled else [],
+        "metadata": metadata or {},
+    }
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(MANIFEST, json.dumps(manifest, indent=2))
+        for i, w in enumerate(weights):
+            archive.writestr(f"weights/{i:04d}.npy", _npy_bytes(w))
+        if model.compiled:
+            for key, value in model.optimizer.get_state().items():
+                archive.writestr(f"optimizer/{key}.npy", _npy_bytes(value))
+    return target
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``cnnlab.json`` of a model file, checked for format and version."""
+    with _open(Path(path)) as archive:
+        return _manifest(archive, Path(path))
+
+
+def _open(path: Path) -> zipfile.ZipFile:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file.")
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelFileError(
+            f"{path}: not a cnnlab model file (it is not a zip archive: {exc}). "
+            "The file may be truncated or of another kind; save the model again with model.save()."
+        ) from exc
+
+
+def _manifest(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(archive.read(MANIFEST))
+    except KeyError:
+        raise ModelFileError(f"{path}: a zip archive, but not a cnnlab model (no {MANIFEST} inside).") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ModelFileError(f"{path}: the model description is corrupt ({exc}).") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a cnnlab model (format {manifest.get('format')!r}).")
+    version = manifest.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise ModelFileError(
+            f"{path}: written in model format version {version}, but this cnnlab reads versions up to "
+            f"{VERSION}. Upgrade cnnlab to load it."
+        )
+    return manifest
+
+
+def _array(archive: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
+    try:
+        with archive.open(name) as handle:
+            return np.load(io.BytesIO(handle.read()), allow_pickle=False)
+    except KeyError:
+        raise ModelFileError(f"{path}: {name} is missing; the file is incomplete.") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ModelFileError(f"{path}: {name} is corrupt ({exc}).") from exc
+
+
+def load_model(path: str | os.PathLike[str], compile: bool = True) -> Any:
+    """Load a model written by :func:`save_model` (architecture, weights, optimizer state).
+
+    The result predicts bit-identically to the saved model; with ``compile=True`` (the
+    default) it is compiled again and ``fit`` continues from the saved optimizer state.
+    """
+    from cnnlab import optimizers
+    from cnnlab.models import Sequential
+
+    path = Path(path)
+    with _open(path) as archive:
+        manifest = _manifest(archive, path)
+        try:
+            model = Sequential.from_config(manifest["model"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: the architecture cannot be rebuilt ({exc}).") from exc
+        shapes = [tuple(s) for s in manifest.get("weights", [])]
+        weights = [_array(archive, f"weights/{i:04d}.npy", path) for i in range(len(shapes))]
+        for i, (w, shape) in enumerate(zip(weights, shapes, strict=True)):
+            if w.shape != shape:
+                raise ModelFileError(f"{path}: weight {i} has shape {w.shape}, the description says {shape}.")
+        if not model.built:
+            raise ModelFileError(f"{path}: the architecture has no input shape, so weights cannot be placed.")
+        try:
+            model.set_weights(weights)
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: the weights do not fit the architecture ({exc}).") from exc
+        cfg = manifest.get("compile")
+        if compile and cfg:
+            model.compile(optimizers.from_config(cfg["optimizer"]), cfg["loss"], cfg["metrics"])
+            state = {key: _array(archive, f"optimizer/{key}.npy", path) for key in manifest.get("optimizer_slots", [])}
+            if state:
+                model._bind_parameters()
+                model.optimizer.set_state(state)
+        model.metadata = manifest.get("metadata", {})
+    return model
