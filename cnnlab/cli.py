@@ -15,6 +15,7 @@ import numpy as np
 
 from cnnlab.datasets.fashion_mnist import DataNotFoundError
 from cnnlab.datasets.idx import DataFileError
+from cnnlab.explain import fmt
 
 
 class UserError(ValueError):
@@ -116,7 +117,66 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="Fashion-MNIST is light-on-dark; 'auto' inverts images with a light border",
     )
+    _explain_parsers(sub)
     return parser
+
+
+def _explain_parsers(sub: Any) -> None:
+    explain = _command(
+        sub,
+        "explain",
+        "show the arithmetic behind any output of a convolution, pooling or model",
+        'cnnlab explain conv --image "0 0 0 1 1 1; 0 0 0 1 1 1" --kernel "-1 1; -1 1"',
+    )
+    kinds = explain.add_subparsers(dest="what", required=True, metavar="WHAT")
+    image_help = (
+        'rows split by ";", values by spaces, channel planes by ";;"; or arange:4x4, ones:4x4x3, '
+        "a .npy file (H, W[, C]) or a PNG"
+    )
+    conv = _command(
+        kinds,
+        "conv",
+        "explain a convolution of an image you type",
+        'cnnlab explain conv --image "0 0 0 1 1 1; 0 0 0 1 1 1; 0 0 0 1 1 1" --kernel "-1 1; -1 1" --all',
+    )
+    conv.prog = "cnnlab explain conv"
+    conv.add_argument("--image", required=True, help=image_help)
+    conv.add_argument("--kernel", required=True, help="one filter, written like --image (planes = input channels)")
+    conv.add_argument("--bias", type=float, default=0.0)
+    conv.add_argument("--strides", default="1", help="N or N,M")
+    conv.add_argument("--padding", choices=("valid", "same"), default="valid")
+    conv.add_argument("--dilation", default="1", help="N or N,M")
+    conv.add_argument("--activation", default=None, help="relu, sigmoid, tanh (default: none)")
+    pool = _command(
+        kinds,
+        "pool",
+        "explain a max (or average) pooling of an image you type",
+        "cnnlab explain pool --image arange:4x4 --pool-size 2 --at 1,1",
+    )
+    pool.prog = "cnnlab explain pool"
+    pool.add_argument("--image", required=True, help=image_help)
+    pool.add_argument("--pool-size", default="2", help="N or N,M (default 2)")
+    pool.add_argument("--strides", default=None, help="N or N,M (default: the pool size)")
+    pool.add_argument("--padding", choices=("valid", "same"), default="valid")
+    pool.add_argument("--average", action="store_true", help="average instead of max pooling")
+    for cmd in (conv, pool):
+        where = cmd.add_mutually_exclusive_group()
+        where.add_argument("--at", default="0,0", help="output cell I,J (default 0,0)")
+        where.add_argument("--all", action="store_true", help="explain every output cell")
+        cmd.add_argument("--png", default=None, help="write the sliding-window picture here")
+        cmd.add_argument("--html", default=None, help="write an interactive page here")
+    model = _command(
+        kinds,
+        "model",
+        "show every layer's output for one test image of a saved model",
+        "cnnlab explain model net2.cnnlab --index 0 --html net2.html",
+    )
+    model.prog = "cnnlab explain model"
+    model.add_argument("model", metavar="MODEL")
+    model.add_argument("--index", type=int, default=0, help="which test image (default 0)")
+    model.add_argument("--data", default=None, help="folder with the Fashion-MNIST IDX files")
+    model.add_argument("--png", default=None, help="feature maps and learned filters as a picture")
+    model.add_argument("--html", default=None, help="an interactive page of every layer's feature maps")
 
 
 # ----------------------------------------------------------------- commands
@@ -229,6 +289,121 @@ def cmd_lecture(args: argparse.Namespace) -> None:
     lecture.run(args.epochs, args.batch_size, args.seed, args.normalize, args.quick, args.out, args.data, args.verbose)
 
 
+def _pair(text: str, what: str) -> tuple[int, int]:
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise UserError(f"--{what}: expected N or N,M with whole numbers, received {text!r}") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2:
+        raise UserError(f"--{what}: expected N or N,M, received {text!r}")
+    return values[0], values[1]
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from cnnlab import explain_views as views
+    from cnnlab.explain import explain
+    from cnnlab.layers import AveragePooling2D, Conv2D, MaxPooling2D
+
+    if args.what == "model":
+        _explain_model(args)
+        return
+    image = views.parse_matrix(args.image, "--image")
+    if args.what == "conv":
+        kernel = views.parse_matrix(args.kernel, "--kernel")
+        if kernel.shape[2] != image.shape[2]:
+            raise UserError(
+                f"--kernel has {kernel.shape[2]} channel plane(s) but --image has {image.shape[2]}; "
+                'give one kernel plane per image channel, separated by ";;"'
+            )
+        layer = Conv2D(
+            1,
+            kernel.shape[:2],
+            strides=_pair(args.strides, "strides"),
+            padding=args.padding,
+            dilation_rate=_pair(args.dilation, "dilation"),
+            activation=args.activation,
+            name="conv",
+        )
+        layer.build((None, *image.shape))
+        layer.set_weights([kernel[..., None], np.array([args.bias])])
+        print("kernel:\n" + "\n\n".join(views.grid_text(kernel[..., c]) for c in range(kernel.shape[2])))
+    else:
+        cls = AveragePooling2D if args.average else MaxPooling2D
+        strides = None if args.strides is None else _pair(args.strides, "strides")
+        layer = cls(_pair(args.pool_size, "pool-size"), strides=strides, padding=args.padding, name="pool")
+    out = layer(image[None])[0]
+    at = _pair(args.at, "at")
+    channels = range(out.shape[2]) if args.what == "pool" else [0]
+    cells = [(i, j) for i in range(out.shape[0]) for j in range(out.shape[1])] if args.all else [at]
+    explanations = [explain(layer, image[None], at=(0, i, j, c)) for c in channels for i, j in cells]
+    first = explanations[0]
+    print("input:\n" + "\n\n".join(views.grid_text(image[..., c]) for c in range(image.shape[2])))
+    print(
+        "output:\n"
+        + "\n\n".join(
+            views.grid_text(out[..., c], {(first.at[1], first.at[2])} if not args.all else None)
+            for c in range(out.shape[2])
+        )
+    )
+    for e in explanations:
+        print()
+        print(e)
+    if args.png:
+        kernel = layer.kernel[..., 0:1][..., 0] if args.what == "conv" else None
+        path = views.window_figure(image, first, out[..., first.at[3]], kernel, Path(args.png))
+        print(f"\npicture written to {path}")
+    if args.html:
+        page = {
+            "title": f"cnnlab explain {args.what}",
+            "at": list(first.at[1:]),
+            "layers": [views.window_layer_panel(layer, image, args.what)],
+        }
+        print(f"page written to {views.write_html(Path(args.html), page)}")
+
+
+def _explain_model(args: argparse.Namespace) -> None:
+    from cnnlab import explain_views as views
+    from cnnlab.datasets import fashion_mnist
+    from cnnlab.explain import trace
+    from cnnlab.layers import AveragePooling2D, Conv2D, MaxPooling2D
+
+    model = _load(args.model)
+    _, (x_test, y_test) = fashion_mnist.load_data(args.data)
+    if not 0 <= args.index < len(x_test):
+        raise UserError(
+            f"--index {args.index} is out of range: the test set has {len(x_test)} images (0..{len(x_test) - 1})"
+        )
+    image = x_test[args.index].reshape(28, 28, 1).astype(np.float64) * float(model.metadata.get("input_scale", 1.0))
+    names = model.metadata.get("class_names") or fashion_mnist.class_names
+    steps = trace(model, image)
+    print(f"test image {args.index} (true class: {names[y_test[args.index]]})")
+    for name, out in steps:
+        print(f"  {name:<18} {str(out.shape):<16} min {fmt(out.min())}  max {fmt(out.max())}  mean {fmt(out.mean())}")
+    probs = steps[-1][1]
+    print("prediction: " + ", ".join(f"{names[k]} {probs[k]:.3f}" for k in np.argsort(probs)[::-1][:3]))
+    window_layers = [
+        (i, layer)
+        for i, layer in enumerate(model.layers)
+        if isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D))
+    ]
+    if args.png:
+        kernels = {layer.name: layer.kernel for _, layer in window_layers if isinstance(layer, Conv2D)}
+        path = views.feature_maps_figure(
+            steps, kernels, Path(args.png), f"{model.name}: test image {args.index} ({names[y_test[args.index]]})"
+        )
+        print(f"picture written to {path}")
+    if args.html:
+        panels = [
+            views.window_layer_panel(layer, steps[i][1], f"{layer.name} ({type(layer).__name__})")
+            for i, layer in window_layers
+        ]
+        page = {"title": f"{model.name}: test image {args.index} ({names[y_test[args.index]]})", "layers": panels}
+        print(f"page written to {views.write_html(Path(args.html), page)}")
+
+
 COMMANDS = {
     "lecture": cmd_lecture,
     "train": cmd_train,
@@ -236,6 +411,7 @@ COMMANDS = {
     "summary": cmd_summary,
     "trace": cmd_trace,
     "predict": cmd_predict,
+    "explain": cmd_explain,
 }
 
 

@@ -1,0 +1,360 @@
+"""Explain any output value: the input window, the weights, the products, the sum, bias
+and activation — the arithmetic the lecture writes out by hand
+("0·w00 + 1·w01 + 4·w10 + 5·w11 + b").
+
+``explain(layer, x, at=(n, i, j, c))`` returns an explanation object for one output of
+a Conv2D, MaxPooling2D, AveragePooling2D or Dense layer (or of a layer inside a model).
+Its ``.output`` is the layer's own forward output at that position, bit for bit; the terms
+are recomputed cell by cell in float64 (the loop reference's way), so their sum agrees with
+``.output`` to float32 rounding. ``str()`` prints the arithmetic; ``.to_dict()`` gives
+JSON-ready data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cnnlab.layers import AveragePooling2D, Conv2D, Dense, MaxPooling2D
+from cnnlab.layers.base import Layer
+from cnnlab.ops import activations as act_ops
+from cnnlab.ops.shapes import padding_amounts
+
+
+def fmt(value: float) -> str:
+    """Numbers as the lecture writes them: integers without decimals, others with 4.
+
+    >>> fmt(3.0), fmt(-0.24081), fmt(float("-inf"))
+    ('3', '-0.2408', '-inf')
+    """
+    value = float(value)
+    if np.isinf(value):
+        return "-inf" if value < 0 else "inf"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.4f}"
+
+
+def _cells(a: np.ndarray) -> list:
+    """Array -> nested lists with -inf/inf as strings (JSON has no infinities)."""
+    return [_cells(v) for v in a] if np.ndim(a) else (fmt(a) if np.isinf(a) else float(a))
+
+
+@dataclass
+class Explanation:
+    """Common fields of every explanation."""
+
+    layer: str
+    kind: str
+    at: tuple[int, ...]
+    output: float
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            if isinstance(value, np.ndarray):
+                value = _cells(value)
+            elif isinstance(value, (np.floating, np.integer)):
+                value = value.item()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[key] = value
+        out["text"] = str(self)
+        return out
+
+
+@dataclass
+class ConvExplanation(Explanation):
+    """One Conv2D output ``y[n, i, j, f]``.
+
+    ``rows``/``cols``: input coordinates of the window (may lie outside the image: padding);
+    ``padding``: ``(kh, kw)`` True where the cell is padding (value 0); ``window``,
+    ``kernel``, ``products``: ``(kh, kw, C_in)``; ``channel_sums``: ``(C_in,)``.
+    """
+
+    rows: list[int] = field(default_factory=list)
+    cols: list[int] = field(default_factory=list)
+    padding: np.ndarray | None = None
+    window: np.ndarray | None = None
+    kernel: np.ndarray | None = None
+    products: np.ndarray | None = None
+    channel_sums: np.ndarray | None = None
+    bias: float = 0.0
+    pre_activation: float = 0.0
+    activation: str = "linear"
+
+    def __str__(self) -> str:
+        n, i, j, f = self.at
+        where = f"window rows {self.rows[0]}..{self.rows[-1]}, columns {self.cols[0]}..{self.cols[-1]}"
+        if self.padding.any():
+            where += " (padding cells count as 0)"
+        lines = [f"{self.layer} output[{n}, {i}, {j}, {f}]: {where}"]
+        channels = self.window.shape[2]
+        if channels == 1:
+            lines.append("  " + self.arithmetic())
+        else:
+            for c in range(channels):
+                lines.append(f"  channel {c}: {self._terms(c)} = {fmt(self.channel_sums[c])}")
+            partials = " + ".join(fmt(v) for v in self.channel_sums)
+            lines.append(f"  total: {partials} + {fmt(self.bias)} = {fmt(self.pre_activation)}")
+        if self.activation != "linear":
+            lines.append(f"  {self.activation}({fmt(self.pre_activation)}) = {fmt(self.output)}")
+        return "\n".join(lines)
+
+    def _terms(self, c: int) -> str:
+        pairs = zip(self.window[..., c].ravel(), self.kernel[..., c].ravel(), strict=True)
+        return " + ".join(f"{fmt(x)}×{fmt(w)}" for x, w in pairs)
+
+    def arithmetic(self) -> str:
+        """The whole sum on one line, the lecture's way: ``0×w00 + 1×w01 + ... + b = y``."""
+        terms = " + ".join(self._terms(c) for c in range(self.window.shape[2]))
+        return f"{terms} + {fmt(self.bias)} = {fmt(self.pre_activation)}"
+
+
+@dataclass
+class PoolExplanation(Explanation):
+    """One pooling output: the window, which cell won (max) or the divisor (average)."""
+
+    rows: list[int] = field(default_factory=list)
+    cols: list[int] = field(default_factory=list)
+    padding: np.ndarray | None = None
+    window: np.ndarray | None = None
+    winner: tuple[int, int] | None = None
+    divisor: int = 0
+
+    def __str__(self) -> str:
+        n, i, j, c = self.at
+        head = (
+            f"{self.layer} output[{n}, {i}, {j}, {c}]: window rows {self.rows[0]}..{self.rows[-1]}, "
+            f"columns {self.cols[0]}..{self.cols[-1]}"
+        )
+        cells = ", ".join(fmt(v) for v in self.window.ravel())
+        if self.kind == "max":
+            r, q = self.winner
+            return (
+                f"{head}\n  max({cells}) = {fmt(self.output)}\n"
+                f"  winner: input[{n}, {self.rows[r]}, {self.cols[q]}, {c}] (first maximum in row-major order)"
+                + ("\n  padding cells count as -inf" if self.padding.any() else "")
+            )
+        real = ", ".join(fmt(v) for v, pad in zip(self.window.ravel(), self.padding.ravel(), strict=True) if not pad)
+        return f"{head}\n  ({real.replace(', ', ' + ')}) / {self.divisor} = {fmt(self.output)}" + (
+            "\n  padding cells are not counted" if self.padding.any() else ""
+        )
+
+
+@dataclass
+class DenseExplanation(Explanation):
+    """One Dense output ``y[n, k]``: the largest contributions ``x_m * w_mk`` and the rest."""
+
+    inputs: int = 0
+    top: list[dict[str, float]] = field(default_factory=list)
+    rest: float = 0.0
+    rest_count: int = 0
+    bias: float = 0.0
+    pre_activation: float = 0.0
+    activation: str = "linear"
+
+    def __str__(self) -> str:
+        terms = [f"x[{t['index']}]×w = {fmt(t['x'])}×{fmt(t['w'])} = {fmt(t['product'])}" for t in self.top]
+        lines = [f"{self.layer} output{list(self.at)}: {self.inputs} inputs, largest contributions:"]
+        lines += [f"  {t}" for t in terms]
+        if self.rest_count:
+            lines.append(f"  the other {self.rest_count} contributions sum to {fmt(self.rest)}")
+        lines.append(f"  sum + bias {fmt(self.bias)} = {fmt(self.pre_activation)}")
+        if self.activation == "softmax":
+            lines.append(f"  softmax over all {self.output_units} units -> {fmt(self.output)}")
+        elif self.activation != "linear":
+            lines.append(f"  {self.activation}({fmt(self.pre_activation)}) = {fmt(self.output)}")
+        else:
+            lines.append(f"  output = {fmt(self.output)}")
+        return "\n".join(lines)
+
+    output_units: int = 0
+
+
+# ----------------------------------------------------------------- entry points
+def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer, np.ndarray]:
+    """The layer to explain and *its* input (running the earlier layers of a model)."""
+    from cnnlab.models import Sequential
+
+    if isinstance(layer, Sequential):
+        model = layer
+        if name_or_index is None:
+            raise ValueError("explain: with a model, name the layer: explain(model, x, at=..., layer='conv2d' or 0).")
+        target = (
+            model.get_layer(index=name_or_index) if isinstance(name_or_index, int) else model.get_layer(name_or_index)
+        )
+        data = model.check_input(np.asarray(x))
+        if not model.built:
+            model.build((None, *data.shape[1:]))
+        for candidate in model.layers:
+            if candidate is target:
+                return target, target.check_input(data)
+            data = candidate(data)
+    if not isinstance(layer, Layer):
+        raise ValueError(f"explain: expected a layer or a Sequential model, received {type(layer).__name__}.")
+    data = layer.check_input(np.asarray(x))
+    if not layer.built:
+        layer.build((None, *data.shape[1:]))
+    layer.check_built_shape(data)
+    return layer, data
+
+
+def _check_at(at: Sequence[int], shape: tuple[int, ...], what: str) -> tuple[int, ...]:
+    at = tuple(int(v) for v in at)
+    if len(at) != len(shape) or any(not 0 <= a < s for a, s in zip(at, shape, strict=True)):
+        raise ValueError(
+            f"explain: at={at} is outside the {what} output of shape {shape}; expected {len(shape)} indices "
+            f"with 0 <= at[k] < shape[k]."
+        )
+    return at
+
+
+def _window(
+    layer: Any, x_shape: tuple[int, ...], i: int, j: int, kernel: tuple[int, int], dilation: tuple[int, int] = (1, 1)
+) -> tuple[list[int], list[int], np.ndarray]:
+    hw = (x_shape[1], x_shape[2])
+    (top, _), (left, _) = padding_amounts(hw, kernel, layer.strides, layer.padding, dilation)
+    rows = [i * layer.strides[0] + di * dilation[0] - top for di in range(kernel[0])]
+    cols = [j * layer.strides[1] + dj * dilation[1] - left for dj in range(kernel[1])]
+    pad = np.array([[not (0 <= r < hw[0] and 0 <= c < hw[1]) for c in cols] for r in rows])
+    return rows, cols, pad
+
+
+def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | None = None) -> Explanation:
+    """Explain output ``at`` of ``layer`` applied to ``x``.
+
+    ``layer`` may be a model, then ``layer_name`` (a name or an index) picks the layer and ``x``
+    is the model's input. ``at`` is ``(n, i, j, c)`` for Conv2D and pooling, ``(n, k)`` for Dense.
+
+    >>> from cnnlab.layers import Conv2D
+    >>> conv = Conv2D(1, (2, 2), name="doc_conv")
+    >>> x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    >>> _ = conv(x); conv.set_weights([np.array([[1, 2], [3, 4]]).reshape(2, 2, 1, 1), np.array([1.0])])
+    >>> print(explain(conv, x, at=(0, 0, 0, 0)).arithmetic())
+    0×1 + 1×2 + 4×3 + 5×4 + 1 = 35
+    """
+    target, data = _resolve(layer, x, layer_name)
+    full = target(data)
+    at = _check_at(at, full.shape, f'{type(target).__name__} "{target.name}"')
+    output = full[at]
+    sample = data[at[0]].astype(np.float64)
+    if isinstance(target, Conv2D):
+        return _explain_conv(target, data.shape, sample, at, output)
+    if isinstance(target, (MaxPooling2D, AveragePooling2D)):
+        return _explain_pool(target, data.shape, data[at[0]], at, output)
+    if isinstance(target, Dense):
+        return _explain_dense(target, data, at, output, full.shape[-1])
+    raise ValueError(
+        f'explain: layer "{target.name}" is a {type(target).__name__}; explanations exist for Conv2D, '
+        "MaxPooling2D, AveragePooling2D and Dense (Flatten, Dropout and Activation only move or scale values)."
+    )
+
+
+def _explain_conv(layer: Conv2D, x_shape, sample: np.ndarray, at, output) -> ConvExplanation:
+    n, i, j, f = at
+    kh, kw = layer.kernel_size
+    rows, cols, pad = _window(layer, x_shape, i, j, (kh, kw), layer.dilation_rate)
+    window = np.zeros((kh, kw, x_shape[3]))
+    for a, r in enumerate(rows):
+        for b, c in enumerate(cols):
+            if not pad[a, b]:
+                window[a, b] = sample[r, c]
+    kernel = layer.kernel[:, :, :, f].astype(np.float64)
+    products = window * kernel
+    channel_sums = products.sum(axis=(0, 1))
+    bias = float(layer.bias[f]) if layer.use_bias else 0.0
+    pre = float(channel_sums.sum() + bias)
+    return ConvExplanation(
+        layer.name,
+        "conv",
+        at,
+        float(output),
+        rows,
+        cols,
+        pad,
+        window,
+        kernel,
+        products,
+        channel_sums,
+        bias,
+        pre,
+        layer.activation,
+    )
+
+
+def _explain_pool(layer, x_shape, sample: np.ndarray, at, output) -> PoolExplanation:
+    n, i, j, c = at
+    rows, cols, pad = _window(layer, x_shape, i, j, layer.pool_size)
+    is_max = isinstance(layer, MaxPooling2D)
+    window = np.full(layer.pool_size, -np.inf if is_max else 0.0)
+    for a, r in enumerate(rows):
+        for b, q in enumerate(cols):
+            if not pad[a, b]:
+                window[a, b] = sample[r, q, c]
+    if is_max:
+        flat = int(np.argmax(window))  # argmax returns the first maximum in row-major order
+        return PoolExplanation(
+            layer.name,
+            "max",
+            at,
+            output.item(),
+            rows,
+            cols,
+            pad,
+            window,
+            winner=(flat // window.shape[1], flat % window.shape[1]),
+        )
+    return PoolExplanation(layer.name, "average", at, float(output), rows, cols, pad, window, divisor=int((~pad).sum()))
+
+
+def _explain_dense(layer: Dense, data: np.ndarray, at, output, units: int, top: int = 5) -> DenseExplanation:
+    k = at[-1]
+    x = data[at[:-1]].astype(np.float64)
+    w = layer.kernel[:, k].astype(np.float64)
+    products = x * w
+    order = np.argsort(-np.abs(products), kind="stable")
+    chosen = order[:top]
+    bias = float(layer.bias[k]) if layer.use_bias else 0.0
+    rest = float(products[order[top:]].sum())
+    pre = float(products.sum() + bias)
+    return DenseExplanation(
+        layer.name,
+        "dense",
+        at,
+        float(output),
+        len(x),
+        [{"index": int(m), "x": float(x[m]), "w": float(w[m]), "product": float(products[m])} for m in chosen],
+        rest,
+        max(len(x) - top, 0),
+        bias,
+        pre,
+        layer.activation,
+        output_units=units,
+    )
+
+
+def trace(model: Any, image: Any) -> list[tuple[str, np.ndarray]]:
+    """Every layer's output for one image (a sample without the batch axis, or a batch of one).
+
+    Returns ``[(layer name, output without the batch axis), ...]``, starting with ``("input", image)``.
+    """
+    data = np.asarray(image)
+    if model.built and data.shape == tuple(model.input_shape[1:]):
+        data = data[None]
+    data = model.check_input(data)
+    if len(data) != 1:
+        raise ValueError(f"trace: expected one image, received a batch of {len(data)}; pass x[k] for one of them.")
+    out = [("input", data[0])]
+    for layer in model.layers:
+        data = layer(data)
+        out.append((layer.name, data[0]))
+    return out
+
+
+def activation_value(name: str, pre: float) -> float:
+    """The named activation of one number (softmax needs all units and is not handled here)."""
+    return float(act_ops.ACTIVATIONS[name][0](np.array([pre]))[0])

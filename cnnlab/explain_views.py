@@ -1,0 +1,393 @@
+"""Showing explanations: text grids, the sliding-window picture (PNG), and a
+self-contained interactive HTML page; plus the parser for matrices typed on the
+command line (``"0 0 1; 0 1 1"``, ``arange:4x4``, ``ones:4x4``, ``.npy``, ``.png``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab._atomic import atomic_path
+from cnnlab.explain import ConvExplanation, Explanation, PoolExplanation, fmt
+
+#: grids up to this size get their numbers printed in the cells
+NUMBERS_UP_TO = 12
+
+
+class MatrixError(ValueError):
+    """A matrix given on the command line cannot be read."""
+
+
+def parse_matrix(text: str, what: str = "matrix") -> np.ndarray:
+    """Read a matrix spec into an ``(H, W, C)`` float array.
+
+    Rows are separated by ``;``, values by spaces or commas, channel planes by ``;;``.
+
+    >>> parse_matrix("1 2; 3 4")[..., 0]
+    array([[1., 2.],
+           [3., 4.]])
+    >>> parse_matrix("arange:2x3").shape, parse_matrix("ones:2x2x3").shape
+    ((2, 3, 1), (2, 2, 3))
+    >>> parse_matrix("1 2; 3", "image")
+    Traceback (most recent call last):
+    ...
+    cnnlab.explain_views.MatrixError: image: row 2 has 1 value(s), row 1 has 2; every row needs the same count
+    """
+    text = text.strip()
+    match = re.fullmatch(r"(arange|ones|zeros):(\d+)x(\d+)(?:x(\d+))?", text)
+    if match:
+        kind, h, w, c = match.group(1), int(match.group(2)), int(match.group(3)), int(match.group(4) or 1)
+        if min(h, w, c) < 1:
+            raise MatrixError(f"{what}: sizes in {text!r} must be positive")
+        size = h * w * c
+        values = {"arange": np.arange(size), "ones": np.ones(size), "zeros": np.zeros(size)}[kind]
+        return values.reshape(h, w, c).astype(np.float64)
+    path = Path(text)
+    if path.suffix.lower() in (".npy", ".png", ".jpg", ".jpeg"):
+        if not path.is_file():
+            raise MatrixError(f"{what}: no such file {text}")
+        if path.suffix.lower() == ".npy":
+            try:
+                array = np.load(path, allow_pickle=False).astype(np.float64)
+            except (ValueError, OSError) as exc:
+                raise MatrixError(f"{what}: {text} is not a readable numeric .npy array ({exc})") from exc
+        else:
+            from PIL import Image, UnidentifiedImageError
+
+            try:
+                with Image.open(path) as img:
+                    array = np.asarray(img.convert("L"), dtype=np.float64)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise MatrixError(f"{what}: {text} is not a readable image ({exc})") from exc
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.ndim != 3:
+            raise MatrixError(f"{what}: {text} holds an array of shape {array.shape}; expected (H, W) or (H, W, C)")
+        return array
+    planes = []
+    for p, plane in enumerate(text.split(";;")):
+        rows = [row for row in plane.split(";")]
+        parsed = []
+        for r, row in enumerate(rows):
+            items = [v for v in re.split(r"[\s,]+", row.strip()) if v]
+            try:
+                parsed.append([float(v) for v in items])
+            except ValueError:
+                bad = next(v for v in items if not _is_number(v))
+                raise MatrixError(f"{what}: {bad!r} in row {r + 1} is not a number") from None
+        if not parsed or not parsed[0]:
+            raise MatrixError(f'{what}: empty matrix; write rows like "0 1 2; 3 4 5"')
+        for r, row in enumerate(parsed):
+            if len(row) != len(parsed[0]):
+                raise MatrixError(
+                    f"{what}: row {r + 1} has {len(row)} value(s), row 1 has {len(parsed[0])}; "
+                    "every row needs the same count"
+                )
+        planes.append(np.array(parsed))
+        if planes[0].shape != planes[-1].shape:
+            raise MatrixError(f"{what}: channel plane {p + 1} is {planes[-1].shape}, plane 1 is {planes[0].shape}")
+    return np.stack(planes, axis=-1)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def grid_text(a: np.ndarray, mark: set[tuple[int, int]] | None = None) -> str:
+    """A 2-D array as aligned text; cells in ``mark`` are bracketed."""
+    mark = mark or set()
+    cells = [[fmt(v) for v in row] for row in a]
+    width = max(len(c) for row in cells for c in row) + 2
+    return "\n".join(
+        "".join((f"[{c}]" if (r, q) in mark else f" {c} ").rjust(width + 1) for q, c in enumerate(row))
+        for r, row in enumerate(cells)
+    )
+
+
+# ----------------------------------------------------------------- PNG
+def window_figure(x: np.ndarray, expl: Explanation, out: np.ndarray, kernel: np.ndarray | None, path: Path) -> Path:
+    """The sliding-window picture: input with the window outlined (padding hatched), kernel,
+    output with the cell outlined, and the arithmetic underneath. ``x: (H, W, C)``, ``out: (Ho, Wo)``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from cnnlab.plots import save_figure
+
+    channel = expl.at[3] if isinstance(expl, PoolExplanation) else 0
+    image = x[..., channel]
+    panels = [("input" + (f" (channel {channel})" if x.shape[2] > 1 else ""), image)]
+    if kernel is not None:
+        panels.append(("kernel" + (" (channel 0)" if kernel.shape[2] > 1 else ""), kernel[..., 0]))
+    panels.append(("output", out))
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(4.2 * len(panels), 4.8),
+        gridspec_kw={"width_ratios": [max(p[1].shape[1], 2) for p in panels]},
+    )
+    rows, cols = expl.rows, expl.cols
+    for ax, (title, grid) in zip(axes, panels, strict=True):
+        shown = np.where(np.isinf(grid), np.nan, grid)
+        ax.imshow(shown, cmap="viridis")
+        ax.set_title(title)
+        ax.set_xticks(range(grid.shape[1]))
+        ax.set_yticks(range(grid.shape[0]))
+        ax.set_xlabel("column j")
+        ax.set_ylabel("row i")
+        if max(grid.shape) <= NUMBERS_UP_TO:
+            finite = shown[np.isfinite(shown)]
+            middle = (finite.min() + finite.max()) / 2 if finite.size else 0
+            for (r, q), v in np.ndenumerate(grid):
+                dark = not np.isfinite(v) or v < middle  # viridis is dark at the low end
+                ax.text(q, r, fmt(v), ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    # window on the input (cells outside the image are padding: drawn hatched)
+    ax_in = axes[0]
+    ax_in.set_xlim(min(-0.5, cols[0] - 0.5), max(image.shape[1] - 0.5, cols[-1] + 0.5))
+    ax_in.set_ylim(max(image.shape[0] - 0.5, rows[-1] + 0.5), min(-0.5, rows[0] - 0.5))
+    for a, r in enumerate(rows):
+        for b, q in enumerate(cols):
+            pad = expl.padding[a, b]
+            ax_in.add_patch(
+                Rectangle(
+                    (q - 0.5, r - 0.5),
+                    1,
+                    1,
+                    fill=pad,
+                    hatch="//" if pad else None,
+                    facecolor="lightgray" if pad else "none",
+                    edgecolor="red",
+                    lw=2,
+                )
+            )
+    ax_out = axes[-1]
+    ax_out.add_patch(Rectangle((expl.at[2] - 0.5, expl.at[1] - 0.5), 1, 1, fill=False, edgecolor="red", lw=3))
+    text = expl.arithmetic() if isinstance(expl, ConvExplanation) else str(expl).split("\n", 1)[1]
+    fig.text(0.5, -0.02, _wrap(text, 140), ha="center", va="top", family="monospace", fontsize=9)
+    fig.suptitle(str(expl).split("\n")[0])
+    return save_figure(fig, path)
+
+
+def _wrap(text: str, width: int) -> str:
+    out, line = [], ""
+    for word in text.split(" "):
+        if len(line) + len(word) + 1 > width:
+            out.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "\n".join([*out, line])
+
+
+def feature_maps_figure(
+    trace: list[tuple[str, np.ndarray]], kernels: dict[str, np.ndarray], path: Path, title: str, max_channels: int = 8
+) -> Path:
+    """Feature maps (first channels) of every conv/pool output, plus each conv layer's filters."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnnlab.plots import save_figure
+
+    maps = [(name, a) for name, a in trace if a.ndim == 3]
+    rows = len(maps) + len(kernels)
+    fig, axes = plt.subplots(rows, max_channels, figsize=(1.7 * max_channels, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    r = 0
+    for name, a in maps:
+        for c in range(min(max_channels, a.shape[2])):
+            axes[r, c].imshow(a[..., c], cmap="gray")
+            axes[r, c].set_title(f"{name}[{c}] {a.shape[0]}x{a.shape[1]}", fontsize=7)
+        r += 1
+    for name, k in kernels.items():
+        for f in range(min(max_channels, k.shape[3])):
+            axes[r, f].imshow(k[:, :, 0, f], cmap="coolwarm")
+            axes[r, f].set_title(f"{name} filter {f} (in 0)", fontsize=7)
+        r += 1
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------- HTML
+def write_html(path: Path, page: dict[str, Any]) -> Path:
+    """One self-contained page (inline CSS, JS and data; nothing fetched from the network)."""
+    html = _TEMPLATE.replace("__DATA__", json.dumps(page, separators=(",", ":"), allow_nan=False))
+    with atomic_path(path, suffix=".html") as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return path
+
+
+def _json_grid(a: np.ndarray) -> Any:
+    """Arrays for the page: -inf as the string '-inf' (JSON has no infinities)."""
+    if np.ndim(a) == 0:
+        v = float(a)
+        return fmt(v) if np.isinf(v) else v
+    return [_json_grid(v) for v in a]
+
+
+def layer_page_data(
+    kind: str,
+    x: np.ndarray,
+    out: np.ndarray,
+    params: dict[str, Any],
+    title: str,
+    kernel: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Data for one window-op panel: ``x: (H, W, C)``, ``out: (Ho, Wo, F)``, ``kernel: (kh, kw, C, F)``."""
+    return {
+        "kind": kind,
+        "title": title,
+        "x": _json_grid(x),
+        "out": _json_grid(out),
+        "kernel": None if kernel is None else _json_grid(kernel),
+        "bias": None if bias is None else [float(b) for b in bias],
+        **params,
+    }
+
+
+_TEMPLATE = r"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>cnnlab explain</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}
+h1{font-size:1.3em} .panels{display:flex;gap:2em;flex-wrap:wrap;align-items:flex-start}
+table.grid{border-collapse:collapse;margin:.3em 0} table.grid td{width:2.6em;height:2.1em;text-align:center;
+border:1px solid #bbb;font-size:.75em;cursor:default}
+table.small td{width:11px;height:11px;min-width:11px;padding:0;font-size:0;border-color:#ddd}
+td.pad{background:repeating-linear-gradient(45deg,#eee,#eee 4px,#ccc 4px,#ccc 8px);color:#777}
+td.win{outline:3px solid #d62728;outline-offset:-3px} td.winner{background:#ffd54f!important}
+table.out td{cursor:pointer} td.sel{outline:3px solid #d62728;outline-offset:-3px}
+pre#arith{background:#f6f6f6;padding:.8em;white-space:pre-wrap;max-width:70em;font-size:.9em}
+.note{color:#666;font-size:.85em} select,button{margin:.2em}
+</style></head><body>
+<h1 id="title"></h1>
+<div id="controls"></div>
+<div class="panels" id="panels"></div>
+<p class="note">Click or hover an output cell to see its window and arithmetic; arrow keys move between cells.
+Hatched cells are padding.</p>
+<pre id="arith"></pre>
+<script>
+const PAGE = __DATA__;
+const num = v => (v === "-inf" ? -Infinity : v);
+function fmt(v){ v = num(v); if (!isFinite(v)) return v < 0 ? "-inf" : "inf";
+  if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v); return v.toFixed(4); }
+let cur = null, sel = [0, 0, 0];
+function color(v, lo, hi){ v = num(v); if (!isFinite(v)) return "#fff";
+  const t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
+  return `rgb(${Math.round(255 - 215 * t)},${Math.round(255 - 175 * t)},${Math.round(255 - 95 * t)})`; }
+function grid(a, ch, cls, pads){ // a: H x W x C nested lists; pads: extra ring of padding cells
+  const H = a.length, W = a[0].length; const t = document.createElement("table");
+  t.className = "grid " + cls + ((H > 16 || W > 16) ? " small" : "");
+  const vals = a.flat().map(c => num(c[ch])).filter(isFinite);
+  const lo = Math.min(...vals), hi = Math.max(...vals);
+  const [pt, pb, pl, pr] = pads || [0, 0, 0, 0];
+  for (let r = -pt; r < H + pb; r++){ const tr = t.insertRow();
+    for (let q = -pl; q < W + pr; q++){ const td = tr.insertCell(); td.dataset.r = r; td.dataset.q = q;
+      if (r < 0 || q < 0 || r >= H || q >= W){ td.className = "pad"; td.textContent = cur.kind === "max" ? "-inf" : "0"; }
+      else { const v = a[r][q][ch]; td.textContent = fmt(v); td.style.background = color(v, lo, hi);
+        if (hi > lo && (num(v) - lo) / (hi - lo) > 0.55) td.style.color = "#fff";
+        td.title = `[${r}, ${q}] = ${fmt(v)}`; } } }
+  return t; }
+function windowOf(i, j){ const c = cur; const rows = [], cols = [];
+  for (let d = 0; d < c.size[0]; d++) rows.push(i * c.strides[0] + d * c.dilation[0] - c.pads[0]);
+  for (let d = 0; d < c.size[1]; d++) cols.push(j * c.strides[1] + d * c.dilation[1] - c.pads[2]);
+  return [rows, cols]; }
+function explainCell(i, j, f){ const c = cur, x = c.x, H = x.length, W = x[0].length, C = x[0][0].length;
+  const [rows, cols] = windowOf(i, j); const inside = (r, q) => r >= 0 && q >= 0 && r < H && q < W;
+  let lines = [`${c.title} output[${i}, ${j}, ${f}]: window rows ${rows[0]}..${rows[rows.length-1]}, columns ${cols[0]}..${cols[cols.length-1]}`];
+  let winner = null;
+  if (c.kind === "conv"){ let total = 0; const parts = [];
+    for (let ch = 0; ch < C; ch++){ const terms = []; let s = 0;
+      rows.forEach((r, a) => cols.forEach((q, b) => { const v = inside(r, q) ? num(x[r][q][ch]) : 0;
+        const w = c.kernel[a][b][ch][f]; s += v * w; terms.push(`${fmt(v)}×${fmt(w)}`); }));
+      parts.push(s); total += s;
+      lines.push((C > 1 ? `  channel ${ch}: ` : "  ") + terms.join(" + ") + (C > 1 ? ` = ${fmt(s)}` : ""));
+    }
+    const b = c.bias ? c.bias[f] : 0, pre = total + b;
+    if (C > 1) lines.push(`  total: ${parts.map(fmt).join(" + ")} + ${fmt(b)} = ${fmt(pre)}`);
+    else lines[1] += ` + ${fmt(b)} = ${fmt(pre)}`;
+    if (c.activation && c.activation !== "linear") lines.push(`  ${c.activation}(${fmt(pre)}) = ${fmt(c.out[i][j][f])}`);
+  } else { const vals = [];
+    rows.forEach(r => cols.forEach(q => vals.push(inside(r, q) ? num(x[r][q][f]) : (c.kind === "max" ? -Infinity : null))));
+    if (c.kind === "max"){ let best = 0; vals.forEach((v, k) => { if (v > vals[best]) best = k; });
+      winner = [rows[Math.floor(best / cols.length)], cols[best % cols.length]];
+      lines.push(`  max(${vals.map(fmt).join(", ")}) = ${fmt(c.out[i][j][f])}`);
+      lines.push(`  winner: input[${winner[0]}, ${winner[1]}] (first maximum in row-major order)`);
+    } else { const real = vals.filter(v => v !== null);
+      lines.push(`  (${real.map(fmt).join(" + ")}) / ${real.length} = ${fmt(c.out[i][j][f])}`); }
+  }
+  lines.push(`  output = ${fmt(c.out[i][j][f])}`);
+  return {rows, cols, winner, text: lines.join("\n")}; }
+function select(i, j){ const c = cur; const Ho = c.out.length, Wo = c.out[0].length;
+  i = Math.max(0, Math.min(Ho - 1, i)); j = Math.max(0, Math.min(Wo - 1, j)); sel = [i, j, sel[2]];
+  const f = sel[2], e = explainCell(i, j, f);
+  document.querySelectorAll("td.win,td.sel,td.winner").forEach(td => td.classList.remove("win", "sel", "winner"));
+  const inCh = c.kind === "conv" ? null : f;
+  document.querySelectorAll("#input td").forEach(td => { const r = +td.dataset.r, q = +td.dataset.q;
+    if (e.rows.includes(r) && e.cols.includes(q)) td.classList.add("win");
+    if (e.winner && e.winner[0] === r && e.winner[1] === q) td.classList.add("winner"); });
+  const cell = document.querySelector(`#output td[data-r="${i}"][data-q="${j}"]`); if (cell) cell.classList.add("sel");
+  document.getElementById("arith").textContent = e.text; }
+function render(){ const c = cur, panels = document.getElementById("panels"); panels.innerHTML = "";
+  const C = c.x[0][0].length, F = c.out[0][0].length, f = sel[2];
+  const add = (title, node, id) => { const d = document.createElement("div"); d.id = id;
+    d.innerHTML = `<h3>${title}</h3>`; d.appendChild(node); panels.appendChild(d); };
+  const inCh = c.kind === "conv" ? (sel[3] || 0) : f;
+  add(`input${C > 1 ? " channel " + inCh : ""} (${c.x.length}×${c.x[0].length})`, grid(c.x, inCh, "in", c.pads), "input");
+  if (c.kernel){ const k = c.kernel.map(row => row.map(cell => [cell[inCh][f]]));
+    add(`kernel${C > 1 ? " channel " + inCh : ""}, filter ${f}`, grid(k, 0, "kern"), "kernel"); }
+  const out = grid(c.out, f, "out"); add(`output${F > 1 ? " channel " + f : ""} (${c.out.length}×${c.out[0].length})`, out, "output");
+  out.querySelectorAll("td").forEach(td => { const go = () => select(+td.dataset.r, +td.dataset.q);
+    td.addEventListener("click", go); td.addEventListener("mouseenter", go); });
+  select(sel[0], sel[1]); }
+function controls(){ const box = document.getElementById("controls"); box.innerHTML = "";
+  if (PAGE.layers.length > 1) PAGE.layers.forEach((L, k) => { const b = document.createElement("button");
+    b.textContent = L.title; b.id = "layer-" + k; b.onclick = () => { cur = L; sel = [0, 0, 0]; controls(); render(); }; box.appendChild(b); });
+  const F = cur.out[0][0].length; if (F > 1){ const s = document.createElement("select"); s.id = "channel";
+    for (let k = 0; k < F; k++) s.add(new Option(`output channel ${k}`, k)); s.value = sel[2];
+    s.onchange = () => { sel[2] = +s.value; render(); }; box.appendChild(s); }
+  const C = cur.x[0][0].length; if (cur.kind === "conv" && C > 1){ const s = document.createElement("select"); s.id = "in-channel";
+    for (let k = 0; k < C; k++) s.add(new Option(`input channel ${k}`, k)); s.value = sel[3] || 0;
+    s.onchange = () => { sel[3] = +s.value; render(); }; box.appendChild(s); } }
+document.addEventListener("keydown", ev => { const d = {ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1]}[ev.key];
+  if (d){ ev.preventDefault(); select(sel[0] + d[0], sel[1] + d[1]); } });
+document.getElementById("title").textContent = PAGE.title;
+cur = PAGE.layers[0]; if (PAGE.at) sel = [PAGE.at[0], PAGE.at[1], PAGE.at[2] || 0]; controls(); render();
+</script></body></html>
+"""
+
+
+def window_layer_panel(layer: Any, x: np.ndarray, title: str | None = None) -> dict[str, Any]:
+    """Page data for a Conv2D or pooling ``layer`` applied to one sample ``x: (H, W, C)``."""
+    from cnnlab.layers import Conv2D, MaxPooling2D
+    from cnnlab.ops.shapes import padding_amounts
+
+    out = layer(x[None])[0]
+    if isinstance(layer, Conv2D):
+        kind, size, dilation = "conv", layer.kernel_size, layer.dilation_rate
+        kernel, bias = layer.kernel, (layer.bias if layer.use_bias else None)
+    else:
+        kind = "max" if isinstance(layer, MaxPooling2D) else "average"
+        size, dilation, kernel, bias = layer.pool_size, (1, 1), None, None
+    (top, bottom), (left, right) = padding_amounts(x.shape[:2], size, layer.strides, layer.padding, dilation)
+    params = {
+        "size": list(size),
+        "strides": list(layer.strides),
+        "dilation": list(dilation),
+        "pads": [top, bottom, left, right],
+        "activation": getattr(layer, "activation", None),
+    }
+    return layer_page_data(kind, x, out, params, title or f"{layer.name} ({type(layer).__name__})", kernel, bias)

@@ -1,0 +1,84 @@
+"""The interactive explain page in a real headless Chromium (Debian's ``chromium`` package,
+driven by Playwright's Python package). Skipped, with the reason, when no browser is there."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from cnnlab import cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (apt-get install chromium)")
+
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+EXERCISE = "0 0 0 1 1 1; " * 5 + "0 0 0 1 1 1"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, tmp_path, args):
+    html = tmp_path / "page.html"
+    assert cli.main(["explain", *args, "--html", str(html)]) == 0
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(html.as_uri())
+    return page, errors
+
+
+def window_cells(page):
+    return sorted(
+        (int(td.get_attribute("data-r")), int(td.get_attribute("data-q")))
+        for td in page.query_selector_all("#input td.win")
+    )
+
+
+def test_clicking_output_cells_highlights_window_and_arithmetic(browser, tmp_path, capsys):
+    page, errors = open_page(browser, tmp_path, ["conv", "--image", EXERCISE, "--kernel", "-1 1; -1 1"])
+    page.click('#output td[data-r="3"][data-q="2"]')
+    assert window_cells(page) == [(3, 2), (3, 3), (4, 2), (4, 3)]
+    text = page.inner_text("#arith")
+    assert "0×-1 + 1×1 + 0×-1 + 1×1 + 0 = 2" in text and "window rows 3..4, columns 2..3" in text
+    assert page.query_selector_all("#output td.sel")[0].get_attribute("data-q") == "2"
+    page.keyboard.press("ArrowRight")
+    assert window_cells(page) == [(3, 3), (3, 4), (4, 3), (4, 4)]
+    assert "1×-1 + 1×1 + 1×-1 + 1×1 + 0 = 0" in page.inner_text("#arith")
+    page.keyboard.press("ArrowUp")
+    assert window_cells(page) == [(2, 3), (2, 4), (3, 3), (3, 4)]
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 5_000
+    assert errors == []
+
+
+def test_padding_cells_are_marked_and_win_nothing(browser, tmp_path, capsys):
+    page, errors = open_page(browser, tmp_path, ["pool", "--image", "arange:5x5", "--padding", "same"])
+    page.click('#output td[data-r="2"][data-q="2"]')
+    assert window_cells(page) == [(4, 4), (4, 5), (5, 4), (5, 5)]
+    padded = {
+        (int(td.get_attribute("data-r")), int(td.get_attribute("data-q")))
+        for td in page.query_selector_all("#input td.pad.win")
+    }
+    assert padded == {(4, 5), (5, 4), (5, 5)}
+    winner = page.query_selector_all("#input td.winner")
+    assert len(winner) == 1 and winner[0].inner_text() == "24"
+    assert "max(24, -inf, -inf, -inf) = 24" in page.inner_text("#arith")
+    assert errors == []
