@@ -10,6 +10,7 @@ array([[ 5,  7],
 import numpy as np  # noqa: F401  (used by the doctest above)
 
 from cnnlab import callbacks, config, datasets, layers, losses, metrics, models, ops, optimizers, utils
+from cnnlab.explain import explain, trace
 from cnnlab.layers.base import clear_session
 from cnnlab.models import Model, Sequential
 from cnnlab.random import set_random_seed
@@ -34,4 +35,6 @@ __all__ = [
     "clear_session",
     "set_random_seed",
     "set_seed",
+    "explain",
+    "trace",
 ]
