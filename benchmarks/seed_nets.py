@@ -4,6 +4,7 @@ Run from the repository root, with the OpenBLAS safety variables unset as on use
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/seed_nets.py
 
+Each framework runs in its own process (their thread pools would otherwise compete).
 PyTorch and Keras are optional: each is measured when it can be imported (install them in
 a separate virtualenv together with cnnlab to compare; they are never cnnlab dependencies).
 Protocol: raw 0..255 pixels, batch 32, float32, Adam, categorical cross-entropy; each
@@ -15,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -125,47 +129,77 @@ def time_keras(net: str, X, Y, XX, epochs: int) -> tuple[list[float], float]:
     return _time_keras_api(model, X, Y, XX, epochs)
 
 
+def measure(name: str, args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+    """Median epoch seconds (epochs 2..) and predict seconds per network, for one framework."""
+    X, Y, XX, _ = load(args.samples)
+    fn = {"cnnlab": time_cnnlab, "torch": time_torch, "keras": time_keras}[name]
+    out = {}
+    for net in ("net1", "net2"):
+        epoch_times, predict = [], []
+        for repeat in range(args.repeats):
+            cl.set_random_seed(repeat)
+            t, p = fn(net, X, Y, XX, args.epochs)
+            epoch_times += t[1:] if len(t) > 1 else t
+            predict.append(p)
+        out[net] = (statistics.median(epoch_times), statistics.median(predict))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--samples", type=int, default=None, help="train on the first N images only")
     parser.add_argument("--only", nargs="*", default=None, help="frameworks: cnnlab torch keras")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one framework, for the parent
     args = parser.parse_args()
-    X, Y, XX, _ = load(args.samples)
-    steps = -(-len(X) // 32)
-    frameworks = {"cnnlab": time_cnnlab}
-    if importlib.util.find_spec("torch"):
-        frameworks["torch"] = time_torch
-    if importlib.util.find_spec("keras"):
-        frameworks[f"keras-{os.environ.get('KERAS_BACKEND', 'tensorflow')}"] = time_keras
-    if args.only:
-        frameworks = {k: v for k, v in frameworks.items() if k.split("-")[0] in args.only}
+    if args.json:
+        print(json.dumps(measure(args.only[0], args)))
+        return
+    available = ["cnnlab"] + [name for name in ("torch", "keras") if importlib.util.find_spec(name)]
+    frameworks = [f for f in available if not args.only or f in args.only]
+    steps = -(-(args.samples or 60000) // 32)
     print(
-        f"{len(X)} images, {steps} steps/epoch, {args.epochs} epochs x {args.repeats} repeats; "
-        f"OPENBLAS_CORETYPE={'set' if 'OPENBLAS_CORETYPE' in os.environ else 'unset'}"
+        f"{args.samples or 60000} images, {steps} steps/epoch, {args.epochs} epochs x {args.repeats} repeats, "
+        f"each framework in its own process; OPENBLAS_CORETYPE "
+        f"{'set' if 'OPENBLAS_CORETYPE' in os.environ else 'unset'}",
+        flush=True,
     )
     results: dict[str, dict[str, tuple[float, float]]] = {}
-    for net in ("net1", "net2"):
-        for name, fn in frameworks.items():
-            epoch_times, predict = [], []
-            for _ in range(args.repeats):
-                cl.set_random_seed(len(epoch_times))
-                t, p = fn(net, X, Y, XX, args.epochs)
-                epoch_times += t[1:] if len(t) > 1 else t
-                predict.append(p)
-            med = statistics.median(epoch_times)
-            results.setdefault(net, {})[name] = (med, statistics.median(predict))
-            gflops = FLOPS_PER_SAMPLE[net] * len(X) / med / 1e9
+    for name in frameworks:
+        # a process per framework: their thread pools would otherwise compete for the cores
+        cmd = [
+            sys.executable,
+            __file__,
+            "--json",
+            "--only",
+            name,
+            "--epochs",
+            str(args.epochs),
+            "--repeats",
+            str(args.repeats),
+        ] + (["--samples", str(args.samples)] if args.samples else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            print(f"{name}: failed\n{proc.stderr[-2000:]}")
+            continue
+        results[name] = {k: tuple(v) for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+        label = f"keras-{os.environ.get('KERAS_BACKEND', 'tensorflow')}" if name == "keras" else name
+        for net, (med, pred) in results[name].items():
+            gflops = FLOPS_PER_SAMPLE[net] * steps * 32 / med / 1e9
             print(
-                f"{net} {name:<18} {med:7.2f} s/epoch  {med / steps * 1e3:6.2f} ms/step  "
-                f"{gflops:6.1f} GFLOP/s  predict(10k) {statistics.median(predict):.3f} s",
+                f"{net} {label:<18} {med * 60000 / (steps * 32):7.2f} s/epoch (60k)  {med / steps * 1e3:6.2f} ms/step  "
+                f"{gflops:6.1f} GFLOP/s  predict(10k) {pred:.3f} s",
                 flush=True,
             )
-    for net, row in results.items():
-        base = row["cnnlab"][0]
-        others = ", ".join(f"{k} {v[0] / base:.2f}x" for k, v in row.items() if k != "cnnlab")
-        print(f"{net}: cnnlab is faster than {others}" if others else f"{net}: no other framework installed")
+    if "cnnlab" in results:
+        for net in ("net1", "net2"):
+            base = results["cnnlab"][net][0]
+            others = ", ".join(
+                f"{k} takes {v[net][0] / base:.2f}x as long" for k, v in results.items() if k != "cnnlab"
+            )
+            if others:
+                print(f"{net}: {others}")
 
 
 if __name__ == "__main__":

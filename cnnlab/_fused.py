@@ -10,6 +10,8 @@ Without numba (or with ``CNNLAB_NO_NUMBA=1``) the NumPy code runs.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -21,6 +23,20 @@ except ImportError:  # pragma: no cover - exercised when numba is absent
     numba = None
 
 AVAILABLE = numba is not None
+
+
+@contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` numba threads (capped at what numba started with)."""
+    if not AVAILABLE:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 if AVAILABLE:
 
@@ -48,23 +64,27 @@ if AVAILABLE:
         for n in numba.prange(n_batch):
             for i in range(ho):
                 for j in range(wo):
+                    # channels innermost: contiguous, so the comparisons vectorise
                     for c in range(channels):
-                        best = xp[n, i * sh, j * sw, c]
-                        where = 0
-                        for di in range(ph):
-                            for dj in range(pw):
+                        y[n, i, j, c] = xp[n, i * sh, j * sw, c]
+                        arg[n, i, j, c] = 0
+                    for di in range(ph):
+                        for dj in range(pw):
+                            if di == 0 and dj == 0:
+                                continue
+                            where = di * pw + dj
+                            for c in range(channels):
                                 value = xp[n, i * sh + di, j * sw + dj, c]
-                                if value > best:
-                                    best = value
-                                    where = di * pw + dj
-                        y[n, i, j, c] = best
-                        arg[n, i, j, c] = where
+                                if value > y[n, i, j, c]:  # strictly: the first maximum keeps the gradient
+                                    y[n, i, j, c] = value
+                                    arg[n, i, j, c] = where
 
     @numba.njit(parallel=True, cache=True)
     def max_pool_backward(dy, arg, ph, pw, sh, sw, dxp):  # pragma: no cover
-        """Add each ``dy`` to the input cell that won its window (``dxp`` starts at zero)."""
+        """``dxp`` (overwritten) gets each ``dy`` at the input cell that won its window."""
         n_batch, ho, wo, channels = dy.shape
         for n in numba.prange(n_batch):
+            dxp[n] = 0
             for i in range(ho):
                 for j in range(wo):
                     for c in range(channels):
@@ -73,3 +93,103 @@ if AVAILABLE:
 
 else:
     max_pool_forward = max_pool_backward = None
+
+
+#: rows per parallel chunk in the small-K kernels below
+_ROWS_PER_CHUNK = 512
+
+if AVAILABLE:
+
+    @numba.njit(parallel=True, cache=True)
+    def small_matmul_bias_relu(cols, w, b, relu, y):  # pragma: no cover
+        """``y = cols @ w + b`` (then ReLU if ``relu``) in one pass, for a small inner size K.
+
+        BLAS is slow when K is tiny (conv1 of the lecture: K = 2*2*1 = 4) and the bias and
+        ReLU would each cost another pass over the output; here every output row is written once.
+        """
+        m_total, k_total = cols.shape
+        f_total = w.shape[1]
+        chunks = (m_total + _ROWS_PER_CHUNK - 1) // _ROWS_PER_CHUNK
+        for chunk in numba.prange(chunks):
+            for m in range(chunk * _ROWS_PER_CHUNK, min(m_total, (chunk + 1) * _ROWS_PER_CHUNK)):
+                for f in range(f_total):
+                    y[m, f] = b[f]
+                for k in range(k_total):
+                    c = cols[m, k]
+                    for f in range(f_total):
+                        y[m, f] += c * w[k, f]
+                if relu:
+                    for f in range(f_total):
+                        if y[m, f] < 0:
+                            y[m, f] = 0
+
+    @numba.njit(parallel=True, cache=True)
+    def small_matmul_bias_relu_backward(cols, y, dy, relu, dw_parts, db_parts):  # pragma: no cover
+        """Gradients of :func:`small_matmul_bias_relu`: ``dy`` is masked by ReLU in place
+        (it becomes ``dz``) and each chunk's ``cols^T @ dz`` and ``sum(dz)`` go to
+        ``dw_parts[chunk]`` and ``db_parts[chunk]`` (summed by the caller)."""
+        m_total, k_total = cols.shape
+        f_total = y.shape[1]
+        chunks = dw_parts.shape[0]
+        step = (m_total + chunks - 1) // chunks
+        for chunk in numba.prange(chunks):
+            dwp = dw_parts[chunk]
+            dbp = db_parts[chunk]
+            dwp[:] = 0
+            dbp[:] = 0
+            for m in range(chunk * step, min(m_total, (chunk + 1) * step)):
+                for f in range(f_total):
+                    if relu and y[m, f] <= 0:
+                        dy[m, f] = 0
+                    dbp[f] += dy[m, f]
+                for k in range(k_total):
+                    c = cols[m, k]
+                    for f in range(f_total):
+                        dwp[k, f] += c * dy[m, f]
+
+else:
+    small_matmul_bias_relu = small_matmul_bias_relu_backward = None
+
+
+if AVAILABLE:
+
+    @numba.njit(parallel=True, cache=True)
+    def im2col(x, kh, kw, sh, sw, dh, dw, top, left, cols):  # pragma: no cover
+        """``cols[n, i, j, di, dj, c] = x[n, i*sh + di*dh - top, j*sw + dj*dw - left, c]``, 0 outside."""
+        n_batch, height, width, channels = x.shape
+        ho, wo = cols.shape[1], cols.shape[2]
+        for n in numba.prange(n_batch):
+            for i in range(ho):
+                for j in range(wo):
+                    for di in range(kh):
+                        r = i * sh + di * dh - top
+                        for dj in range(kw):
+                            q = j * sw + dj * dw - left
+                            if 0 <= r < height and 0 <= q < width:
+                                for c in range(channels):
+                                    cols[n, i, j, di, dj, c] = x[n, r, q, c]
+                            else:
+                                for c in range(channels):
+                                    cols[n, i, j, di, dj, c] = 0
+
+    @numba.njit(parallel=True, cache=True)
+    def col2im(dcols, sh, sw, dh, dw, top, left, dx):  # pragma: no cover
+        """The adjoint of :func:`im2col`: ``dx`` (overwritten) sums ``dcols`` over overlapping windows."""
+        n_batch, height, width, channels = dx.shape
+        ho, wo, kh, kw = dcols.shape[1], dcols.shape[2], dcols.shape[3], dcols.shape[4]
+        for n in numba.prange(n_batch):
+            dx[n] = 0
+            for i in range(ho):
+                for j in range(wo):
+                    for di in range(kh):
+                        r = i * sh + di * dh - top
+                        if r < 0 or r >= height:
+                            continue
+                        for dj in range(kw):
+                            q = j * sw + dj * dw - left
+                            if 0 <= q < width:
+                                for c in range(channels):
+                                    dx[n, r, q, c] += dcols[n, i, j, di, dj, c]
+
+else:
+    im2col = col2im = None

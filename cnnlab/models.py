@@ -13,6 +13,7 @@ updates all weights with a few whole-array operations. A step is::
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -23,19 +24,19 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cnnlab import config
+from cnnlab import _fused, config
 from cnnlab import losses as losses_mod
 from cnnlab import metrics as metrics_mod
 from cnnlab import optimizers as optimizers_mod
 from cnnlab.callbacks import Callback, History
 from cnnlab.layers.base import CHUNK_BYTES, Layer, Shape, format_shape
+from cnnlab.layers.conv import Conv2D
 from cnnlab.layers.core import InputLayer
+from cnnlab.layers.pooling import BasePooling2D
 from cnnlab.ops.activations import flush_subnormals
 from cnnlab.progress import Progbar
 from cnnlab.random import generator
 
-#: BLAS threads while fitting (see ``fit``); None leaves the library's default
-TRAINING_BLAS_THREADS: int | None = 1
 
 
 class TrainingStopped(RuntimeWarning):
@@ -236,7 +237,8 @@ class Sequential(Layer):
     def __call__(self, x: Any, training: bool = False) -> np.ndarray:
         """Run all layers on ``x``; large batches go through in chunks, so only the output is full size."""
         x = self._prepare_input(x)
-        return self._predict_array(x)
+        with self._thread_plan():
+            return self._predict_array(x)
 
     def _predict_array(self, x: np.ndarray, chunk: int | None = None) -> np.ndarray:
         n = len(x)
@@ -254,7 +256,8 @@ class Sequential(Layer):
         """Outputs for every sample of ``x`` (computed in memory-bounded chunks)."""
         _check_batch_size(batch_size)
         x = self._prepare_input(x)
-        return self._predict_array(x)
+        with self._thread_plan():
+            return self._predict_array(x)
 
     # ------------------------------------------------------------ summary
     def summary(self, print_fn: Any = None, line_length: int = 80) -> None:
@@ -359,6 +362,25 @@ class Sequential(Layer):
             )
         y = self.loss.check_labels(y, self.output_shape)
         return x, y
+
+    def thread_split(self) -> tuple[int, int]:
+        """``(BLAS threads, numba threads)`` used while this model computes.
+
+        OpenBLAS's and numba's worker threads both spin while they wait for work, so on a
+        machine with few cores the two pools must not run side by side (measured on 2 cores,
+        benchmarks/RESULTS.md: 2+2 threads made a step 2.6x slower for the MLP and 9x for the
+        CNN). The cores go to whichever does the work: BLAS for dense-only models, the compiled
+        window kernels (convolution, pooling) for models that have them.
+        """
+        cores = os.cpu_count() or 1
+        has_windows = any(isinstance(layer, (Conv2D, BasePooling2D)) for layer in self._layers)
+        return (1, cores) if has_windows else (cores, 1)
+
+    @contextmanager
+    def _thread_plan(self):
+        blas, compiled = self.thread_split()
+        with threadpool_limits(limits=blas, user_api="blas"), _fused.num_threads(compiled):
+            yield
 
     def _is_fused(self) -> bool:
         last = self._layers[-1]
@@ -474,9 +496,7 @@ class Sequential(Layer):
         self.stop_training = False
         for cb in all_callbacks:
             cb.on_train_begin()
-        # A training step's matmuls are small (batch 32): one BLAS thread is faster than
-        # two here (measured in benchmarks/RESULTS.md) and leaves the other core free.
-        with threadpool_limits(limits=TRAINING_BLAS_THREADS, user_api="blas"):
+        with self._thread_plan():
             self._fit_epochs(
                 x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle, verbose, steps, all_callbacks
             )
@@ -585,7 +605,8 @@ class Sequential(Layer):
         verbose = _verbosity(verbose)
         x, y = self._prepare_xy(x, y, "evaluate")
         start = time.perf_counter()
-        loss, mets = self._evaluate_arrays(x, y)
+        with self._thread_plan():
+            loss, mets = self._evaluate_arrays(x, y)
         steps = math.ceil(len(x) / batch_size)
         logs = {"loss": loss, **{n: v for (n, _), v in zip(self._metrics, mets, strict=True)}}
         if verbose:

@@ -99,11 +99,13 @@ def max_pool2d_backward(
     hw = (x_shape[1], x_shape[2])
     pads = padding_amounts(hw, pool, strides, padding)
     (top, bottom), (left, right) = pads
-    dxp = np.zeros((x_shape[0], hw[0] + top + bottom, hw[1] + left + right, x_shape[3]), dy.dtype)
+    padded_shape = (x_shape[0], hw[0] + top + bottom, hw[1] + left + right, x_shape[3])
     out_hw = dy.shape[1:3]
     if _use_fused(dy):
+        dxp = np.empty(padded_shape, dy.dtype)  # the kernel zeroes it, in parallel
         _fused.max_pool_backward(np.ascontiguousarray(dy), arg, pool[0], pool[1], strides[0], strides[1], dxp)
         return unpad_hw(dxp, pads, hw)
+    dxp = np.zeros(padded_shape, dy.dtype)
     non_overlapping = strides[0] >= pool[0] and strides[1] >= pool[1]
     for di in range(pool[0]):
         for dj in range(pool[1]):
