@@ -38,15 +38,19 @@ def num_threads(n: int) -> Iterator[None]:
     finally:
         numba.set_num_threads(previous)
 
+
 if AVAILABLE:
 
     @numba.njit(parallel=True, cache=True, fastmath=False)
-    def adam_step(w, g, m, v, one_minus_b1, one_minus_b2, eps, alpha, tiny):  # pragma: no cover
+    def adam_step(w, g, m, v, one_minus_b1, one_minus_b2, eps, alpha, m_floor, g_floor):  # pragma: no cover
+        """One Adam update; see ``optimizers.Adam._update`` for the floors (subnormal flushing)."""
         for i in numba.prange(w.shape[0]):
             gi = g[i]
+            gm = gi * np.float32(abs(gi) >= g_floor)  # mask first: gi*gi itself must not be subnormal
+            g2 = gm * gm
             mi = m[i] + (gi - m[i]) * one_minus_b1
-            vi = v[i] + (gi * gi - v[i]) * one_minus_b2
-            mi = mi * np.float32(abs(mi) >= tiny)  # flush subnormals (see Optimizer._flush_subnormals)
+            vi = v[i] + (g2 - v[i]) * one_minus_b2
+            mi = mi * np.float32(abs(mi) >= m_floor)
             m[i] = mi
             v[i] = vi
             w[i] -= (mi * alpha) / (np.sqrt(vi) + eps)

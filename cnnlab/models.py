@@ -38,7 +38,6 @@ from cnnlab.progress import Progbar
 from cnnlab.random import generator
 
 
-
 class TrainingStopped(RuntimeWarning):
     """Issued when ``fit`` stops early because the loss became NaN or infinite."""
 

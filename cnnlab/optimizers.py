@@ -138,9 +138,14 @@ class Adam(Optimizer):
         alpha = dt(dt(self.learning_rate) * np.sqrt(dt(1) - b2_power) / (dt(1) - b1_power))
         m, v = self._slot("m", params), self._slot("v", params)
         c1, c2, eps = dt(1) - dt(self.beta_1), dt(1) - dt(self.beta_2), dt(self.epsilon)
-        tiny = dt(np.finfo(params.dtype).tiny)
+        # TensorFlow's CPU kernels flush subnormal results to zero. Here the two products that
+        # would create them are avoided instead: g*g when |g| < sqrt(tiny), and m*alpha when
+        # |m| < tiny/alpha (such m are stored as 0: their update was 0 anyway). Subnormal
+        # arithmetic is ~100x slower on x86; without this a net1 epoch ran 2.4x slower by its end.
+        tiny = np.finfo(params.dtype).tiny
+        m_floor, g_floor = dt(tiny / alpha), dt(np.sqrt(tiny))
         if _fused.AVAILABLE and params.dtype == np.float32 and params.size >= 4096:
-            _fused.adam_step(params, grads, m, v, c1, c2, eps, alpha, tiny)
+            _fused.adam_step(params, grads, m, v, c1, c2, eps, alpha, m_floor, g_floor)
             return
         tmp = (
             self._tmp
@@ -151,10 +156,9 @@ class Adam(Optimizer):
         np.subtract(grads, m, out=tmp)
         tmp *= c1
         m += tmp
-        # the first moment of a unit without gradient decays into subnormals; flush them
-        # every step, exactly as the fused kernel does (see _flush_subnormals)
-        np.copyto(m, 0, where=np.abs(m) < tiny)
+        np.copyto(m, 0, where=np.abs(m) < m_floor)
         np.multiply(grads, grads, out=tmp)
+        np.copyto(tmp, 0, where=np.abs(grads) < g_floor)
         tmp -= v
         tmp *= c2
         v += tmp

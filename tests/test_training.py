@@ -237,3 +237,41 @@ def test_softmax_outputs_are_never_subnormal():
 
     p = softmax(np.array([[0.0, -90.0, -200.0]], np.float32))  # exp(-90) ~ 8e-40 is subnormal
     np.testing.assert_array_equal(p, [[1.0, 0.0, 0.0]])
+
+
+@pytest.mark.skipif(not _fused.AVAILABLE, reason="numba is not installed")
+@pytest.mark.parametrize(
+    ("cfg", "shape"),
+    [
+        (dict(filters=30, kernel_size=2, activation="relu"), (16, 28, 28, 1)),  # the lecture's conv1: fused kernel
+        (dict(filters=6, kernel_size=3, strides=2, padding="same"), (8, 15, 14, 1)),
+        (dict(filters=5, kernel_size=2, activation="relu", padding="same"), (8, 13, 13, 8)),  # compiled im2col/col2im
+        (dict(filters=4, kernel_size=(2, 3), dilation_rate=2, activation="relu"), (6, 12, 11, 6)),
+    ],
+    ids=str,
+)
+def test_compiled_conv_paths_match_numpy(cfg, shape, monkeypatch):
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=shape).astype(np.float32)
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(_fused, "AVAILABLE", fused)
+        cl.set_seed(2)
+        layer = Conv2D(**cfg)
+        layer.build((None, *shape[1:]))
+        y = layer.forward(x, training=True)
+        dy = np.random.default_rng(12).normal(size=y.shape).astype(np.float32)
+        dx = layer.backward(dy.copy())
+        results.append((y, dx, layer.grads["kernel"].copy(), layer.grads["bias"].copy()))
+    for fast, plain in zip(*results, strict=True):
+        # gathering is exact; sums run in another order, so equal up to float32 rounding
+        np.testing.assert_allclose(fast, plain, rtol=2e-5, atol=2e-4)
+
+
+def test_thread_split_gives_the_cores_to_the_work():
+    import os
+
+    cores = os.cpu_count() or 1
+    mlp = cl.Sequential([cl.layers.Input((4,)), Dense(3)])
+    assert mlp.thread_split() == (cores, 1)
+    assert cnn().thread_split() == (1, cores)
