@@ -42,10 +42,41 @@ def load(n: int | None):
     return X, cl.utils.to_categorical(y, 10), xt.reshape(-1, 28, 28, 1).astype(np.float32), yt
 
 
+def rss_mb() -> float:
+    """Current resident set size of this process."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def matmul_peak_gflops() -> float:
+    """float32 matmul speed of this NumPy/BLAS with its default threads (the 'peak' of the ratios)."""
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(5):
+        a @ a
+    return 5 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9
+
+
 def time_cnnlab(net: str, X, Y, XX, epochs: int) -> tuple[list[float], float]:
     model = lecture.build_net1() if net == "net1" else lecture.build_net2()
     model.compile("adam", "categorical_crossentropy", ["accuracy"])
-    return _time_keras_api(model, X, Y, XX, epochs)
+    rss = []
+
+    class Memory(cl.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            rss.append(rss_mb())
+
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[Memory()])
+        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    model.predict(XX, batch_size=32, verbose=0)
+    predict = time.perf_counter() - start
+    print(f"  cnnlab {net}: RSS after each epoch (MB): " + ", ".join(f"{r:.0f}" for r in rss), file=sys.stderr)
+    return times, predict
 
 
 def _time_keras_api(model, X, Y, XX, epochs: int) -> tuple[list[float], float]:
@@ -165,6 +196,8 @@ def main() -> None:
         f"{'set' if 'OPENBLAS_CORETYPE' in os.environ else 'unset'}",
         flush=True,
     )
+    peak = matmul_peak_gflops()
+    print(f"float32 matmul peak of this NumPy: {peak:.0f} GFLOP/s", flush=True)
     results: dict[str, dict[str, tuple[float, float]]] = {}
     for name in frameworks:
         # a process per framework: their thread pools would otherwise compete for the cores
@@ -183,13 +216,16 @@ def main() -> None:
         if proc.returncode:
             print(f"{name}: failed\n{proc.stderr[-2000:]}")
             continue
+        for line in proc.stderr.splitlines():
+            if line.startswith("  cnnlab"):
+                print(line)
         results[name] = {k: tuple(v) for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
         label = f"keras-{os.environ.get('KERAS_BACKEND', 'tensorflow')}" if name == "keras" else name
         for net, (med, pred) in results[name].items():
             gflops = FLOPS_PER_SAMPLE[net] * steps * 32 / med / 1e9
             print(
                 f"{net} {label:<18} {med * 60000 / (steps * 32):7.2f} s/epoch (60k)  {med / steps * 1e3:6.2f} ms/step  "
-                f"{gflops:6.1f} GFLOP/s  predict(10k) {pred:.3f} s",
+                f"{gflops:6.1f} GFLOP/s ({gflops / peak:.0%} of peak)  predict(10k) {pred:.3f} s",
                 flush=True,
             )
     if "cnnlab" in results:
