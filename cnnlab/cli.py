@@ -139,7 +139,6 @@ def _explain_parsers(sub: Any) -> None:
         "explain a convolution of an image you type",
         'cnnlab explain conv --image "0 0 0 1 1 1; 0 0 0 1 1 1; 0 0 0 1 1 1" --kernel "-1 1; -1 1" --all',
     )
-    conv.prog = "cnnlab explain conv"
     conv.add_argument("--image", required=True, help=image_help)
     conv.add_argument("--kernel", required=True, help="one filter, written like --image (planes = input channels)")
     conv.add_argument("--bias", type=float, default=0.0)
@@ -153,7 +152,6 @@ def _explain_parsers(sub: Any) -> None:
         "explain a max (or average) pooling of an image you type",
         "cnnlab explain pool --image arange:4x4 --pool-size 2 --at 1,1",
     )
-    pool.prog = "cnnlab explain pool"
     pool.add_argument("--image", required=True, help=image_help)
     pool.add_argument("--pool-size", default="2", help="N or N,M (default 2)")
     pool.add_argument("--strides", default=None, help="N or N,M (default: the pool size)")
@@ -171,7 +169,6 @@ def _explain_parsers(sub: Any) -> None:
         "show every layer's output for one test image of a saved model",
         "cnnlab explain model net2.cnnlab --index 0 --html net2.html",
     )
-    model.prog = "cnnlab explain model"
     model.add_argument("model", metavar="MODEL")
     model.add_argument("--index", type=int, default=0, help="which test image (default 0)")
     model.add_argument("--data", default=None, help="folder with the Fashion-MNIST IDX files")

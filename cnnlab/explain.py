@@ -20,7 +20,6 @@ import numpy as np
 
 from cnnlab.layers import AveragePooling2D, Conv2D, Dense, MaxPooling2D
 from cnnlab.layers.base import Layer
-from cnnlab.ops import activations as act_ops
 from cnnlab.ops.shapes import padding_amounts
 
 
@@ -156,6 +155,7 @@ class DenseExplanation(Explanation):
     bias: float = 0.0
     pre_activation: float = 0.0
     activation: str = "linear"
+    output_units: int = 0
 
     def __str__(self) -> str:
         terms = [f"x[{t['index']}]×w = {fmt(t['x'])}×{fmt(t['w'])} = {fmt(t['product'])}" for t in self.top]
@@ -171,8 +171,6 @@ class DenseExplanation(Explanation):
         else:
             lines.append(f"  output = {fmt(self.output)}")
         return "\n".join(lines)
-
-    output_units: int = 0
 
 
 # ----------------------------------------------------------------- entry points
@@ -254,15 +252,21 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
     )
 
 
+def _gather(sample: np.ndarray, rows: list[int], cols: list[int], pad: np.ndarray, fill: float) -> np.ndarray:
+    """The window ``(len(rows), len(cols), C)`` of ``sample: (H, W, C)`` in float64; padding cells hold ``fill``."""
+    window = np.full((len(rows), len(cols), sample.shape[2]), fill)
+    for a, r in enumerate(rows):
+        for b, q in enumerate(cols):
+            if not pad[a, b]:
+                window[a, b] = sample[r, q]
+    return window
+
+
 def _explain_conv(layer: Conv2D, x_shape, sample: np.ndarray, at, output) -> ConvExplanation:
     n, i, j, f = at
     kh, kw = layer.kernel_size
     rows, cols, pad = _window(layer, x_shape, i, j, (kh, kw), layer.dilation_rate)
-    window = np.zeros((kh, kw, x_shape[3]))
-    for a, r in enumerate(rows):
-        for b, c in enumerate(cols):
-            if not pad[a, b]:
-                window[a, b] = sample[r, c]
+    window = _gather(sample, rows, cols, pad, fill=0.0)
     kernel = layer.kernel[:, :, :, f].astype(np.float64)
     products = window * kernel
     channel_sums = products.sum(axis=(0, 1))
@@ -290,11 +294,7 @@ def _explain_pool(layer, x_shape, sample: np.ndarray, at, output) -> PoolExplana
     n, i, j, c = at
     rows, cols, pad = _window(layer, x_shape, i, j, layer.pool_size)
     is_max = isinstance(layer, MaxPooling2D)
-    window = np.full(layer.pool_size, -np.inf if is_max else 0.0)
-    for a, r in enumerate(rows):
-        for b, q in enumerate(cols):
-            if not pad[a, b]:
-                window[a, b] = sample[r, q, c]
+    window = _gather(sample, rows, cols, pad, fill=-np.inf if is_max else 0.0)[:, :, c]
     if is_max:
         flat = int(np.argmax(window))  # argmax returns the first maximum in row-major order
         return PoolExplanation(
@@ -354,7 +354,3 @@ def trace(model: Any, image: Any) -> list[tuple[str, np.ndarray]]:
         out.append((layer.name, data[0]))
     return out
 
-
-def activation_value(name: str, pre: float) -> float:
-    """The named activation of one number (softmax needs all units and is not handled here)."""
-    return float(act_ops.ACTIVATIONS[name][0](np.array([pre]))[0])
