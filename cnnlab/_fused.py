@@ -197,3 +197,76 @@ if AVAILABLE:
 
 else:
     im2col = col2im = None
+
+
+if AVAILABLE:
+
+    @numba.njit(parallel=True, cache=True)
+    def conv_pool_forward(cols, w, b, relu, ph, pw, y, arg):  # pragma: no cover
+        """Small-K convolution (+ReLU) followed by non-overlapping max pooling, without
+        materialising the convolution's output.
+
+        ``cols: (N, Ho, Wo, K)``, ``w: (K, F)``, ``y, arg: (N, Po, Qo, F)``. Each convolution value
+        is summed exactly as :func:`small_matmul_bias_relu` sums it, and the first maximum in
+        row-major order wins, as in :func:`max_pool_forward`: the outputs are the same numbers.
+        """
+        n_batch, po, qo, f_total = y.shape
+        k_total = cols.shape[3]
+        for n in numba.prange(n_batch):
+            z = np.empty(f_total, dtype=y.dtype)
+            for p in range(po):
+                for q in range(qo):
+                    for di in range(ph):
+                        for dj in range(pw):
+                            i = p * ph + di
+                            j = q * pw + dj
+                            for f in range(f_total):
+                                z[f] = b[f]
+                            for k in range(k_total):
+                                c = cols[n, i, j, k]
+                                for f in range(f_total):
+                                    z[f] += c * w[k, f]
+                            if relu:
+                                for f in range(f_total):
+                                    if z[f] < 0:
+                                        z[f] = 0
+                            where = di * pw + dj
+                            if where == 0:
+                                for f in range(f_total):
+                                    y[n, p, q, f] = z[f]
+                                    arg[n, p, q, f] = 0
+                            else:
+                                for f in range(f_total):
+                                    if z[f] > y[n, p, q, f]:
+                                        y[n, p, q, f] = z[f]
+                                        arg[n, p, q, f] = where
+
+    @numba.njit(parallel=True, cache=True)
+    def conv_pool_backward(cols, y, arg, dy, relu, ph, pw, dw_parts, db_parts):  # pragma: no cover
+        """Weight gradients of :func:`conv_pool_forward`: only each window's winner gets a
+        gradient, masked by ReLU (winner's value ``y`` <= 0 means no gradient)."""
+        n_batch, po, qo, f_total = y.shape
+        k_total = cols.shape[3]
+        chunks = dw_parts.shape[0]
+        step = (n_batch + chunks - 1) // chunks
+        for chunk in numba.prange(chunks):
+            dwp = dw_parts[chunk]
+            dbp = db_parts[chunk]
+            dwp[:] = 0
+            dbp[:] = 0
+            for n in range(chunk * step, min(n_batch, (chunk + 1) * step)):
+                for p in range(po):
+                    for q in range(qo):
+                        for f in range(f_total):
+                            g = dy[n, p, q, f]
+                            if relu and y[n, p, q, f] <= 0:
+                                continue
+                            a = arg[n, p, q, f]
+                            i = p * ph + a // pw
+                            j = q * pw + a % pw
+                            dbp[f] += g
+                            for k in range(k_total):
+                                dwp[k, f] += cols[n, i, j, k] * g
+
+else:
+    conv_pool_forward = conv_pool_backward = None

@@ -353,4 +353,3 @@ def trace(model: Any, image: Any) -> list[tuple[str, np.ndarray]]:
         data = layer(data)
         out.append((layer.name, data[0]))
     return out
-

@@ -29,6 +29,7 @@ from cnnlab import losses as losses_mod
 from cnnlab import metrics as metrics_mod
 from cnnlab import optimizers as optimizers_mod
 from cnnlab.callbacks import Callback, History
+from cnnlab.fusion import ConvPool
 from cnnlab.layers.base import CHUNK_BYTES, Layer, Shape, format_shape
 from cnnlab.layers.conv import Conv2D
 from cnnlab.layers.core import InputLayer
@@ -91,6 +92,7 @@ class Sequential(Layer):
         self.history: History | None = None
         self._flat: np.ndarray | None = None
         self._flat_grads: np.ndarray | None = None
+        self._pair: ConvPool | None = None
         #: free-form facts kept with the model file (e.g. input preprocessing)
         self.metadata: dict[str, Any] = {}
         for layer in layers or []:
@@ -381,7 +383,7 @@ class Sequential(Layer):
         with threadpool_limits(limits=blas, user_api="blas"), _fused.num_threads(compiled):
             yield
 
-    def _is_fused(self) -> bool:
+    def _loss_from_logits(self) -> bool:
         last = self._layers[-1]
         wanted = self.loss.logits_activation
         return wanted is not None and getattr(last, "activation", None) == wanted
@@ -390,23 +392,47 @@ class Sequential(Layer):
     def _train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Forward, loss, backward; gradients land in the flat gradient array.
         Returns per-sample losses and the outputs (for metrics)."""
+        first = self._first_trainable
+        pair = self._conv_pool_pair(xb.dtype)
         out = xb
-        for layer in self._layers:
-            out = layer.forward(out, training=True)
-        fused = self._is_fused()
-        logits = self._layers[-1].last_logits if fused else None
-        values, grad = self.loss.value_and_grad(yb, out, logits)
+        index = 0
+        while index < len(self._layers):
+            if pair is not None and index == first:
+                out = pair.forward(out)
+                index += 2
+                continue
+            out = self._layers[index].forward(out, training=True)
+            index += 1
+        from_logits = self._loss_from_logits()
+        values, grad = self.loss.value_and_grad(yb, out, self._layers[-1].last_logits if from_logits else None)
         flush_subnormals(grad)  # see ops.activations.flush_subnormals: TF does the same
-        for index in range(len(self._layers) - 1, self._first_trainable - 1, -1):
+        stop = first + 2 if pair is not None else first
+        for index in range(len(self._layers) - 1, stop - 1, -1):
             layer = self._layers[index]
-            need_dx = index > self._first_trainable
-            if index == len(self._layers) - 1 and fused:
+            need_dx = index > first
+            if index == len(self._layers) - 1 and from_logits:
                 grad = layer.backward(grad, need_dx=need_dx, from_logits=True)
             else:
                 grad = layer.backward(grad, need_dx=need_dx)
+        if pair is not None:
+            pair.backward(grad)
+            pair.release()
         for layer in self._layers:
             layer.release()
         return values, out
+
+    def _conv_pool_pair(self, dtype: np.dtype) -> ConvPool | None:
+        """The first weighted layer and the pooling after it, fused (see :mod:`cnnlab.fusion`), when
+        they qualify; never the model's last two layers (their outputs feed the loss and metrics)."""
+        first = self._first_trainable
+        if first + 2 >= len(self._layers):
+            return None
+        conv, pool = self._layers[first], self._layers[first + 1]
+        if not ConvPool.applies(conv, pool, dtype):
+            return None
+        if self._pair is None or self._pair.conv is not conv or self._pair.pool is not pool:
+            self._pair = ConvPool(conv, pool)
+        return self._pair
 
     @property
     def _first_trainable(self) -> int:
@@ -562,7 +588,7 @@ class Sequential(Layer):
     # ------------------------------------------------------------ evaluate
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, chunk: int | None = None) -> tuple[float, list[float]]:
         chunk = chunk or self._chunk_size(x.shape[1:])
-        fused = self._is_fused()
+        fused = self._loss_from_logits()
         loss_sum, counts = 0.0, np.zeros(len(self._metrics))
         floatx = config.floatx()
         last = self._layers[-1]

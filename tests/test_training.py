@@ -91,6 +91,7 @@ def test_evaluate_matches_manual_mean_and_predict_chunks(monkeypatch):
     np.testing.assert_array_equal(model.predict(x), p)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_nan_loss_stops_with_last_finite_weights():
     x, labels = blobs(64)
     model = cl.Sequential([cl.layers.Input((6, 6, 1)), Flatten(), Dense(3)])
@@ -275,3 +276,44 @@ def test_thread_split_gives_the_cores_to_the_work():
     mlp = cl.Sequential([cl.layers.Input((4,)), Dense(3)])
     assert mlp.thread_split() == (cores, 1)
     assert cnn().thread_split() == (1, cores)
+
+
+@pytest.mark.skipif(not _fused.AVAILABLE, reason="numba is not installed")
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_fused_conv_pool_step_matches_separate_layers(activation, monkeypatch):
+    from cnnlab.fusion import ConvPool
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, size=(32, 28, 28, 1)).astype(np.float32)  # raw pixels, as in the lecture
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 32)]
+
+    applies = ConvPool.applies
+
+    def run(fused):
+        # only the fusion is switched off: the separate layers still use the same compiled kernels
+        monkeypatch.setattr(ConvPool, "applies", staticmethod(applies if fused else lambda *args: False))
+        cl.set_seed(7)
+        model = cl.Sequential(
+            [
+                cl.layers.Input((28, 28, 1)),
+                Conv2D(30, 2, activation=activation),
+                MaxPool2D(),
+                Conv2D(30, 2, activation="relu"),
+                MaxPool2D(),
+                Flatten(),
+                Dense(10, activation="softmax"),
+            ]
+        )
+        model.compile("adam", "categorical_crossentropy")
+        assert (model._conv_pool_pair(np.dtype(np.float32)) is not None) == fused
+        model._bind_parameters()
+        values, out = model._train_step(x, y)
+        return values, out, model._flat_grads.copy()
+
+    fused, plain = run(True), run(False)
+    np.testing.assert_array_equal(fused[0], plain[0])  # forward: the same numbers
+    np.testing.assert_array_equal(fused[1], plain[1])
+    np.testing.assert_allclose(fused[2], plain[2], rtol=1e-4, atol=1e-4 * np.abs(plain[2]).max())
+    overlapping = Conv2D(2, 3)
+    overlapping.build((None, 8, 8, 1))
+    assert applies(overlapping, MaxPool2D(strides=1), np.float32) is False
