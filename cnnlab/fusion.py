@@ -74,14 +74,8 @@ class ConvPool:
             dw_parts,
             db_parts,
         )
-        for name, value in (
-            ("kernel", dw_parts.sum(axis=0).reshape(conv.kernel.shape)),
-            ("bias", db_parts.sum(axis=0)),
-        ):
-            if name in conv.grads:
-                np.copyto(conv.grads[name], value)
-            else:
-                conv.grads[name] = value
+        conv.store_grad("kernel", dw_parts.sum(axis=0).reshape(conv.kernel.shape))
+        conv.store_grad("bias", db_parts.sum(axis=0))
 
     def release(self) -> None:
         self._cache = None

@@ -59,6 +59,15 @@ def tiny_data(tmp_path, monkeypatch):
     return folder
 
 
+def train_net2(data_folder: Path, out: Path, epochs: int = 1, *extra: str) -> Path:
+    """Train net2 on a tiny data set with the CLI and return the model file."""
+    from cnnlab import cli
+
+    args = ["train", "--model", "net2", "--epochs", str(epochs), "--data", str(data_folder), "--out", str(out)]
+    assert cli.main([*args, "--verbose", "0", *extra]) == 0
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _fresh_state():
     cl.clear_session()

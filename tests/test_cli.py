@@ -12,6 +12,7 @@ import pytest
 
 from cnnlab import cli
 from cnnlab.datasets import fashion_mnist
+from tests.conftest import train_net2
 
 REAL_DATA = not fashion_mnist._missing(fashion_mnist.DEBIAN_DIR)
 REPORT_FILES = [
@@ -42,27 +43,7 @@ def test_lecture_quick_on_tiny_data(tiny_data, tmp_path, capsys):
 
 @pytest.fixture
 def trained(tiny_data, tmp_path, capsys):
-    path = tmp_path / "net2.cnnlab"
-    assert (
-        cli.main(
-            [
-                "train",
-                "--model",
-                "net2",
-                "--epochs",
-                "2",
-                "--data",
-                str(tiny_data),
-                "--out",
-                str(path),
-                "--verbose",
-                "0",
-                "--validation-split",
-                "0.2",
-            ]
-        )
-        == 0
-    )
+    path = train_net2(tiny_data, tmp_path / "net2.cnnlab", 2, "--validation-split", "0.2")
     assert f"saved net2 to {path}" in capsys.readouterr().out
     return path
 

@@ -14,6 +14,7 @@ from cnnlab import cli
 from cnnlab.explain import explain, trace
 from cnnlab.explain_views import MatrixError, parse_matrix
 from cnnlab.layers import AveragePooling2D, Conv2D, Dense, Flatten, MaxPooling2D
+from tests.conftest import train_net2
 
 
 def test_lecture_example_text():
@@ -246,25 +247,7 @@ def test_cli_png_and_html_files(tmp_path, capsys):
 
 
 def test_cli_explain_model(tiny_data, tmp_path, capsys):
-    model_path = tmp_path / "n.cnnlab"
-    assert (
-        cli.main(
-            [
-                "train",
-                "--model",
-                "net2",
-                "--epochs",
-                "1",
-                "--data",
-                str(tiny_data),
-                "--out",
-                str(model_path),
-                "--verbose",
-                "0",
-            ]
-        )
-        == 0
-    )
+    model_path = train_net2(tiny_data, tmp_path / "n.cnnlab")
     capsys.readouterr()
     assert (
         cli.main(

@@ -167,6 +167,14 @@ class Layer:
     def _layout_hint(self, slot: str, shape: tuple[int, ...]) -> str:
         return ""
 
+    def store_grad(self, name: str, value: np.ndarray) -> None:
+        """Keep ``value`` as the gradient of weight ``name``: copied into the model's flat gradient
+        array when training has given this layer a view of it, kept as is otherwise."""
+        if name in self.grads:
+            np.copyto(self.grads[name], value)
+        else:
+            self.grads[name] = value
+
     def count_params(self) -> int:
         """Number of weight values (0 before build)."""
         return int(sum(w.size for w in self._weights.values()))

@@ -194,17 +194,9 @@ class Conv2D(ActivationMixin, Layer):
             dw_parts,
             db_parts,
         )
-        dw = dw_parts.sum(axis=0).reshape(self.kernel.shape)
-        if "kernel" in self.grads:
-            np.copyto(self.grads["kernel"], dw)
-        else:
-            self.grads["kernel"] = dw
+        self.store_grad("kernel", dw_parts.sum(axis=0).reshape(self.kernel.shape))
         if self.use_bias:
-            db = db_parts.sum(axis=0)
-            if "bias" in self.grads:
-                np.copyto(self.grads["bias"], db)
-            else:
-                self.grads["bias"] = db
+            self.store_grad("bias", db_parts.sum(axis=0))
         if not need_dx:
             return None
         args = (self.strides, self.padding, self.dilation_rate)
