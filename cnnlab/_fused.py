@@ -242,19 +242,60 @@ if AVAILABLE:
                                         arg[n, p, q, f] = where
 
     @numba.njit(parallel=True, cache=True)
-    def conv_pool_backward(cols, y, arg, dy, relu, ph, pw, dw_parts, db_parts):  # pragma: no cover
-        """Weight gradients of :func:`conv_pool_forward`: only each window's winner gets a
-        gradient, masked by ReLU (winner's value ``y`` <= 0 means no gradient)."""
+    def bias_act_pool_forward(z, b, relu, ph, pw, y, arg):  # pragma: no cover
+        """Bias, ReLU and non-overlapping max pooling of a convolution's matmul output ``z:
+        (N, Ho, Wo, F)``, in one pass: ``y, arg: (N, Po, Qo, F)``. ``z + b`` and the clip at 0 are
+        the operations the separate layers perform, and the first maximum in row-major order wins,
+        as in :func:`max_pool_forward`: the outputs are the same numbers."""
+        n_batch, po, qo, f_total = y.shape
+        for n in numba.prange(n_batch):
+            for p in range(po):
+                for q in range(qo):
+                    for di in range(ph):
+                        for dj in range(pw):
+                            i = p * ph + di
+                            j = q * pw + dj
+                            where = di * pw + dj
+                            for f in range(f_total):
+                                v = z[n, i, j, f] + b[f]
+                                if relu and v < 0:
+                                    v = 0
+                                if where == 0:
+                                    y[n, p, q, f] = v
+                                    arg[n, p, q, f] = 0
+                                elif v > y[n, p, q, f]:
+                                    y[n, p, q, f] = v
+                                    arg[n, p, q, f] = where
+
+    @numba.njit(parallel=True, cache=True)
+    def conv_pool_backward(
+        cols, y, arg, dy, relu, ph, pw, wt, geometry, need_dx, dx, dwt_parts, db_parts
+    ):  # pragma: no cover
+        """Gradients of convolution (+ReLU) + non-overlapping max pooling, visiting only the
+        cell that won each pooling window (the others get no gradient), masked by ReLU (a
+        winner whose value ``y`` is <= 0 gets none either).
+
+        ``cols: (N, Ho, Wo, K)`` the forward's windows with ``K = kh*kw*C`` ordered (kh, kw, C);
+        ``y, arg, dy: (N, Po, Qo, F)``; ``wt: (F, K)`` the kernel transposed, so both inner loops
+        run over contiguous memory; ``geometry = (kh, kw, sh, sw, dh, dw, top, left)``.
+        Results: ``dwt_parts: (chunks, F, K)`` and ``db_parts: (chunks, F)`` (sum over axis 0 for
+        the kernel's and bias's gradients) and, if ``need_dx``, ``dx: (N, H, W, C)``
+        (overwritten): each winner adds ``dy * w[..., f]`` over its receptive field.
+        """
         n_batch, po, qo, f_total = y.shape
         k_total = cols.shape[3]
-        chunks = dw_parts.shape[0]
+        kh, kw, sh, sw, dh, dw, top, left = geometry
+        height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
+        chunks = dwt_parts.shape[0]
         step = (n_batch + chunks - 1) // chunks
         for chunk in numba.prange(chunks):
-            dwp = dw_parts[chunk]
+            dwp = dwt_parts[chunk]
             dbp = db_parts[chunk]
             dwp[:] = 0
             dbp[:] = 0
             for n in range(chunk * step, min(n_batch, (chunk + 1) * step)):
+                if need_dx:
+                    dx[n] = 0
                 for p in range(po):
                     for q in range(qo):
                         for f in range(f_total):
@@ -266,7 +307,20 @@ if AVAILABLE:
                             j = q * pw + a % pw
                             dbp[f] += g
                             for k in range(k_total):
-                                dwp[k, f] += cols[n, i, j, k] * g
+                                dwp[f, k] += cols[n, i, j, k] * g
+                            if not need_dx:
+                                continue
+                            for di in range(kh):
+                                r = i * sh + di * dh - top
+                                if r < 0 or r >= height:
+                                    continue
+                                for dj in range(kw):
+                                    c0 = j * sw + dj * dw - left
+                                    if c0 < 0 or c0 >= width:
+                                        continue
+                                    base = (di * kw + dj) * channels
+                                    for c in range(channels):
+                                        dx[n, r, c0, c] += g * wt[f, base + c]
 
 else:
-    conv_pool_forward = conv_pool_backward = None
+    conv_pool_forward = bias_act_pool_forward = conv_pool_backward = None

@@ -92,7 +92,7 @@ class Sequential(Layer):
         self.history: History | None = None
         self._flat: np.ndarray | None = None
         self._flat_grads: np.ndarray | None = None
-        self._pair: ConvPool | None = None
+        self._pairs: dict[int, ConvPool] = {}
         #: free-form facts kept with the model file (e.g. input preprocessing)
         self.metadata: dict[str, Any] = {}
         for layer in layers or []:
@@ -393,46 +393,45 @@ class Sequential(Layer):
         """Forward, loss, backward; gradients land in the flat gradient array.
         Returns per-sample losses and the outputs (for metrics)."""
         first = self._first_trainable
-        pair = self._conv_pool_pair(xb.dtype)
+        units = self._step_units(xb.dtype)
         out = xb
-        index = 0
-        while index < len(self._layers):
-            if pair is not None and index == first:
-                out = pair.forward(out)
-                index += 2
-                continue
-            out = self._layers[index].forward(out, training=True)
-            index += 1
+        for _, unit in units:
+            out = unit.forward(out) if isinstance(unit, ConvPool) else unit.forward(out, training=True)
         from_logits = self._loss_from_logits()
         values, grad = self.loss.value_and_grad(yb, out, self._layers[-1].last_logits if from_logits else None)
         flush_subnormals(grad)  # see ops.activations.flush_subnormals: TF does the same
-        stop = first + 2 if pair is not None else first
-        for index in range(len(self._layers) - 1, stop - 1, -1):
-            layer = self._layers[index]
+        last = len(self._layers) - 1
+        for index, unit in reversed(units):
+            if index < first:
+                break  # nothing before the first weighted layer needs a gradient
             need_dx = index > first
-            if index == len(self._layers) - 1 and from_logits:
-                grad = layer.backward(grad, need_dx=need_dx, from_logits=True)
+            if index == last and from_logits:
+                grad = unit.backward(grad, need_dx=need_dx, from_logits=True)
             else:
-                grad = layer.backward(grad, need_dx=need_dx)
-        if pair is not None:
-            pair.backward(grad)
-            pair.release()
-        for layer in self._layers:
-            layer.release()
+                grad = unit.backward(grad, need_dx=need_dx)
+        for _, unit in units:
+            unit.release()
         return values, out
 
-    def _conv_pool_pair(self, dtype: np.dtype) -> ConvPool | None:
-        """The first weighted layer and the pooling after it, fused (see :mod:`cnnlab.fusion`), when
-        they qualify; never the model's last two layers (their outputs feed the loss and metrics)."""
-        first = self._first_trainable
-        if first + 2 >= len(self._layers):
-            return None
-        conv, pool = self._layers[first], self._layers[first + 1]
-        if not ConvPool.applies(conv, pool, dtype):
-            return None
-        if self._pair is None or self._pair.conv is not conv or self._pair.pool is not pool:
-            self._pair = ConvPool(conv, pool)
-        return self._pair
+    def _step_units(self, dtype: np.dtype) -> list[tuple[int, Layer | ConvPool]]:
+        """The training step's units as ``(index of the first layer, unit)``: each layer on its
+        own, except ``Conv2D -> MaxPooling2D`` pairs that :class:`~cnnlab.fusion.ConvPool` runs as
+        one (never the model's last two layers: their outputs feed the loss and metrics)."""
+        units: list[tuple[int, Layer | ConvPool]] = []
+        index = 0
+        while index < len(self._layers):
+            layer = self._layers[index]
+            if index + 2 < len(self._layers) and ConvPool.applies(layer, self._layers[index + 1], dtype):
+                pool = self._layers[index + 1]
+                pair = self._pairs.get(index)
+                if pair is None or pair.conv is not layer or pair.pool is not pool:
+                    pair = self._pairs[index] = ConvPool(layer, pool)
+                units.append((index, pair))
+                index += 2
+            else:
+                units.append((index, layer))
+                index += 1
+        return units
 
     @property
     def _first_trainable(self) -> int:

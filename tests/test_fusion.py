@@ -1,0 +1,100 @@
+"""The fused Conv2D -> MaxPooling2D training unit against the two layers run separately."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnlab import _fused, config
+from cnnlab.fusion import ConvPool
+from cnnlab.layers import Conv2D, MaxPool2D
+
+pytestmark = pytest.mark.skipif(not _fused.AVAILABLE, reason="numba is not installed")
+
+
+def separate(conv, pool, x, dy, need_dx):
+    """Reference: the layers' own forward and backward (BLAS / NumPy arithmetic)."""
+    y = pool.forward(conv.forward(x, training=True), training=True)
+    dx = conv.backward(pool.backward(dy.copy()), need_dx=need_dx)
+    grads = {k: v.copy() for k, v in conv.grads.items()}
+    conv.release()
+    pool.release()
+    conv.grads.clear()
+    return y, dx, grads
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.data(),
+    filters=st.integers(1, 5),
+    channels=st.integers(1, 6),
+    kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    strides=st.sampled_from([(1, 1), (2, 1), (2, 2)]),
+    dilation=st.sampled_from([(1, 1), (2, 1)]),
+    padding=st.sampled_from(["valid", "same"]),
+    pool=st.sampled_from([(2, 2), (3, 2), (1, 2)]),
+    activation=st.sampled_from(["relu", "linear"]),
+    use_bias=st.booleans(),
+    need_dx=st.booleans(),
+)
+def test_fused_pair_matches_separate_layers(
+    data, filters, channels, kernel, strides, dilation, padding, pool, activation, use_bias, need_dx
+):
+    if strides != (1, 1) and dilation != (1, 1):
+        dilation = (1, 1)  # Keras rejects strides > 1 together with dilation > 1
+    seed = data.draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    size = data.draw(st.integers(6, 11))
+    x = rng.normal(size=(3, size, size + 1, channels))
+    # ties: a few repeated values make several cells of a window equal
+    x[rng.random(x.shape) < 0.2] = 0.5
+    conv = Conv2D(
+        filters,
+        kernel,
+        strides=strides,
+        padding=padding,
+        dilation_rate=dilation,
+        activation=activation,
+        use_bias=use_bias,
+    )
+    mp = MaxPool2D(pool)
+    previous = config.floatx()
+    config.set_floatx("float64")
+    try:
+        conv.build((None, *x.shape[1:]))
+    finally:
+        config.set_floatx(previous)
+    conv.set_weights([rng.normal(size=w.shape) for w in conv.get_weights()])
+    if use_bias:
+        conv.set_weights([conv.kernel, rng.normal(size=filters)])
+    h = conv.forward(x)
+    if h.shape[1] < pool[0] or h.shape[2] < pool[1]:
+        return
+    conv.release()
+    pooled_shape = mp.compute_output_shape(h.shape)
+    dy = rng.normal(size=pooled_shape)
+    ref_y, ref_dx, ref_grads = separate(conv, mp, x, dy, need_dx)
+
+    unit = ConvPool(conv, mp)
+    assert ConvPool.applies(conv, mp, x.dtype)
+    y = unit.forward(x)
+    dx = unit.backward(dy, need_dx=need_dx)
+    unit.release()
+    np.testing.assert_array_equal(y, ref_y)  # the same sums, so the same numbers
+    for key, value in ref_grads.items():
+        np.testing.assert_allclose(conv.grads[key], value, rtol=1e-10, atol=1e-10, err_msg=key)
+    if need_dx:
+        np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-10)
+    else:
+        assert dx is None
+
+
+def test_overlapping_or_padded_pooling_is_not_fused():
+    conv = Conv2D(2, 3)
+    conv.build((None, 8, 8, 1))
+    assert ConvPool.applies(conv, MaxPool2D(2), np.float32)
+    assert not ConvPool.applies(conv, MaxPool2D(2, strides=1), np.float32)
+    assert not ConvPool.applies(conv, MaxPool2D(2, padding="same"), np.float32)
+    assert not ConvPool.applies(Conv2D(2, 3, activation="tanh"), MaxPool2D(2), np.float32)
