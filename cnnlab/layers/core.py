@@ -101,7 +101,10 @@ class Dense(ActivationMixin, Layer):
             self.grads["bias"] = dz.sum(axis=0, out=self.grads.get("bias"))
         if not need_dx:
             return None
-        return (dz @ self.kernel.T).reshape(*dy.shape[:-1], x2.shape[1])
+        # dz @ kernel^T, computed as (kernel @ dz^T)^T and made contiguous: OpenBLAS reads the
+        # kernel in its stored layout faster (32 x 500 x 500: 0.11 vs 0.14 ms on 2 threads)
+        dx = np.ascontiguousarray(np.matmul(self.kernel, dz.T).T)
+        return dx.reshape(*dy.shape[:-1], x2.shape[1])
 
     def release(self) -> None:
         super().release()
