@@ -64,7 +64,8 @@ class ConvPool:
         kernel = conv.kernel.reshape(-1, conv.filters)
         relu = conv.activation == "relu"
         if kernel.shape[0] <= FUSED_MAX_K:
-            _fused.conv_pool_forward(cols4, kernel, self._bias(x.dtype), relu, ph, pw, y, arg)
+            bias = _fused.pad_filters(self._bias(x.dtype))
+            _fused.conv_pool_forward(cols4, _fused.pad_filters(kernel), bias, relu, ph, pw, y, arg)
         else:
             # the same matmul as conv2d_forward_cols, so the same sums as the unfused layer
             z = (cols4.reshape(n * ho * wo, -1) @ kernel).reshape(n, ho, wo, conv.filters)
@@ -78,6 +79,17 @@ class ConvPool:
         cols4, y, arg, x_shape = self._cache
         chunks = max(1, min(64, len(y)))
         k = cols4.shape[3]
+        dy = np.ascontiguousarray(dy, dtype=y.dtype)
+        relu = conv.activation == "relu"
+        if k <= FUSED_MAX_K and not need_dx:
+            padded = _fused.pad_filters(np.zeros(conv.filters, y.dtype)).size
+            dw_parts = np.empty((chunks, k, padded), y.dtype)
+            db_parts = np.empty((chunks, padded), y.dtype)
+            _fused.conv_pool_weight_grads_small(cols4, y, arg, dy, relu, *self.pool.pool_size, dw_parts, db_parts)
+            conv.store_grad("kernel", dw_parts.sum(axis=0)[:, : conv.filters].reshape(conv.kernel.shape))
+            if conv.use_bias:
+                conv.store_grad("bias", db_parts.sum(axis=0)[: conv.filters])
+            return None
         dwt_parts = np.empty((chunks, conv.filters, k), y.dtype)
         db_parts = np.empty((chunks, conv.filters), y.dtype)
         (top, _), (left, _) = padding_amounts(
@@ -90,8 +102,8 @@ class ConvPool:
             cols4,
             y,
             arg,
-            np.ascontiguousarray(dy, dtype=y.dtype),
-            conv.activation == "relu",
+            dy,
+            relu,
             *self.pool.pool_size,
             np.ascontiguousarray(conv.kernel.reshape(k, conv.filters).T),
             geometry,

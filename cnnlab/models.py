@@ -29,6 +29,7 @@ from cnnlab import losses as losses_mod
 from cnnlab import metrics as metrics_mod
 from cnnlab import optimizers as optimizers_mod
 from cnnlab.callbacks import Callback, History
+from cnnlab.dense_step import DenseStep
 from cnnlab.fusion import ConvPool
 from cnnlab.layers.base import CHUNK_BYTES, Layer, Shape, format_shape
 from cnnlab.layers.conv import Conv2D
@@ -378,8 +379,9 @@ class Sequential(Layer):
         return (1, cores) if has_windows else (cores, 1)
 
     @contextmanager
-    def _thread_plan(self):
-        blas, compiled = self.thread_split()
+    def _thread_plan(self, dense_step: bool = False):
+        # the compiled dense step calls single-threaded BLAS from each of numba's threads
+        blas, compiled = (1, os.cpu_count() or 1) if dense_step else self.thread_split()
         with threadpool_limits(limits=blas, user_api="blas"), _fused.num_threads(compiled):
             yield
 
@@ -520,16 +522,28 @@ class Sequential(Layer):
         self.stop_training = False
         for cb in all_callbacks:
             cb.on_train_begin()
-        with self._thread_plan():
+        dense_step = DenseStep(self) if DenseStep.applies(self, config.float_dtype()) else None
+        with self._thread_plan(dense_step is not None):
             self._fit_epochs(
-                x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle, verbose, steps, all_callbacks
+                x,
+                y,
+                x_val,
+                y_val,
+                batch_size,
+                epochs,
+                initial_epoch,
+                shuffle,
+                verbose,
+                steps,
+                all_callbacks,
+                dense_step,
             )
         for cb in all_callbacks:
             cb.on_train_end()
         return history
 
     def _fit_epochs(
-        self, x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle, verbose, steps, all_callbacks
+        self, x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle, verbose, steps, all_callbacks, dense_step
     ) -> None:
         floatx = config.floatx()
         for epoch in range(initial_epoch, epochs):
@@ -549,7 +563,11 @@ class Sequential(Layer):
                 yb = y[idx]
                 for cb in all_callbacks:
                     cb.on_train_batch_begin(step)
-                values, out = self._train_step(xb, yb)
+                if dense_step is not None:
+                    with _defer_interrupt():  # this step also updates the weights
+                        values, out = dense_step.run(xb, yb)
+                else:
+                    values, out = self._train_step(xb, yb)
                 if not np.all(np.isfinite(values)):
                     warnings.warn(
                         f"fit: the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1}; "
@@ -560,8 +578,9 @@ class Sequential(Layer):
                     )
                     self.stop_training = True
                     break
-                with _defer_interrupt():
-                    self.optimizer.apply(self._flat, self._flat_grads)
+                if dense_step is None:
+                    with _defer_interrupt():
+                        self.optimizer.apply(self._flat, self._flat_grads)
                 loss_sum += float(values.sum())
                 counts += [float(fn(yb, out).sum()) for _, fn in self._metrics]
                 seen += len(idx)
@@ -575,7 +594,8 @@ class Sequential(Layer):
             if self.stop_training and not logs:
                 break
             if x_val is not None:
-                val_loss, val_mets = self._evaluate_arrays(x_val, y_val)
+                with self._thread_plan():
+                    val_loss, val_mets = self._evaluate_arrays(x_val, y_val)
                 logs["val_loss"] = val_loss
                 logs.update({f"val_{n}": v for (n, _), v in zip(self._metrics, val_mets, strict=True)})
             bar.update(step + 1 if steps else 0, logs, finalize=True)

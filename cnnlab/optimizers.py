@@ -45,6 +45,10 @@ class Optimizer:
 
     def apply(self, params: np.ndarray, grads: np.ndarray) -> None:
         self._update(params, grads)
+        self.end_step()
+
+    def end_step(self) -> None:
+        """Count the step (for code that applies the update itself, see cnnlab.dense_step)."""
         self.iterations += 1
         if self.iterations % FLUSH_EVERY == 0:
             self._flush_subnormals()
@@ -129,21 +133,29 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self._tmp: np.ndarray | None = None
 
-    def _update(self, params, grads):
-        dt = params.dtype.type
+    def constants(self, dtype: np.dtype) -> tuple:
+        """This step's ``(1 - beta_1, 1 - beta_2, epsilon, alpha, m_floor, g_floor)`` in ``dtype``."""
+        dt = np.dtype(dtype).type
         t = self.iterations + 1
         # Keras computes the powers and alpha in the variable's dtype
         b1_power = dt(dt(self.beta_1) ** dt(t))
         b2_power = dt(dt(self.beta_2) ** dt(t))
         alpha = dt(dt(self.learning_rate) * np.sqrt(dt(1) - b2_power) / (dt(1) - b1_power))
-        m, v = self._slot("m", params), self._slot("v", params)
         c1, c2, eps = dt(1) - dt(self.beta_1), dt(1) - dt(self.beta_2), dt(self.epsilon)
         # TensorFlow's CPU kernels flush subnormal results to zero. Here the two products that
         # would create them are avoided instead: g*g when |g| < sqrt(tiny), and m*alpha when
         # |m| < tiny/alpha (such m are stored as 0: their update was 0 anyway). Subnormal
         # arithmetic is ~100x slower on x86; without this a net1 epoch ran 2.4x slower by its end.
-        tiny = np.finfo(params.dtype).tiny
-        m_floor, g_floor = dt(tiny / alpha), dt(np.sqrt(tiny))
+        tiny = np.finfo(dt).tiny
+        return c1, c2, eps, alpha, dt(tiny / alpha), dt(np.sqrt(tiny))
+
+    def moments(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first and second moment arrays for ``params`` (created as zeros)."""
+        return self._slot("m", params), self._slot("v", params)
+
+    def _update(self, params, grads):
+        c1, c2, eps, alpha, m_floor, g_floor = self.constants(params.dtype)
+        m, v = self.moments(params)
         if _fused.AVAILABLE and params.dtype == np.float32 and params.size >= 4096:
             _fused.adam_step(params, grads, m, v, c1, c2, eps, alpha, m_floor, g_floor)
             return

@@ -140,8 +140,8 @@ class Conv2D(ActivationMixin, Layer):
             bias = self.bias if self.use_bias else np.zeros(self.filters, x.dtype)
             _fused.small_matmul_bias_relu(
                 cols.reshape(n * ho * wo, -1),
-                self.kernel.reshape(-1, self.filters),
-                bias,
+                _fused.pad_filters(self.kernel.reshape(-1, self.filters)),
+                _fused.pad_filters(bias),
                 self.activation == "relu",
                 y,
             )

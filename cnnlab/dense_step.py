@@ -1,0 +1,221 @@
+"""The training step of a dense network (the lecture's net1) as compiled parallel regions.
+
+For an MLP at batch size 32 every matmul is skinny, and a step is a chain of them followed by
+Adam, a memory-bound pass over all 1.15 M weights. Done the usual way (NumPy's matmul with
+OpenBLAS's threads, then Adam with numba's), the two thread pools take turns: each spins while
+the other works, so they cannot both have the two cores, and Adam rereads every gradient from
+memory. Here numba's threads do everything: per layer and direction one parallel region, in
+which each core calls single-threaded OpenBLAS ``sgemm`` (:mod:`cnnlab._blas`) on its share of
+the columns (forward) or of the kernel's rows (backward), then finishes that share at once:
+bias and ReLU in the forward pass; in the backward pass the ReLU mask of the input gradient,
+and Adam on the kernel rows whose gradient it just computed (still in cache), after having
+read their old values for the input gradient. Weights are updated layer by layer as the
+backward pass goes, as they would be after it: each row is read before it is written.
+
+The numbers are those of the layer-by-layer step (same sgemm on the same blocks, same
+elementwise operations; tested to float32 rounding) and ``Adam`` is applied through
+:func:`cnnlab._fused.adam_span`, the kernel ``Adam.apply`` uses.
+
+Used by ``fit`` when numba and NumPy's OpenBLAS are available, the data are float32, the
+optimizer is ``Adam`` and the model is ``[Input] [Flatten] Dense ... Dense`` with ReLU or
+linear hidden activations (any activation on the last layer); otherwise the general step runs.
+Measured in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnlab import _blas, _fused
+from cnnlab.layers.core import Dense, Flatten, InputLayer
+from cnnlab.ops.activations import flush_subnormals
+from cnnlab.optimizers import Adam
+
+
+def available() -> bool:
+    """Whether the compiled step can run here (numba and NumPy's OpenBLAS, see :mod:`cnnlab._blas`)."""
+    return _blas.sgemm() is not None
+
+
+# sgemm and the thread count come in as arguments, not as globals: numba can then cache the
+# compiled code (a C function's address changes from one process to the next).
+if _fused.AVAILABLE:
+    numba = _fused.numba
+    adam_span = _fused.adam_span
+    R, N, T = _blas.ROW_MAJOR, _blas.NO_TRANS, _blas.TRANS
+
+    @numba.njit(parallel=True, cache=True)
+    def forward(gemm, parts, x, w, b, relu, y):  # pragma: no cover - compiled
+        """``y = x @ w + b`` (ReLU if ``relu``); ``x: (M, K)``, ``w: (K, N)``, ``y: (M, N)``.
+        Each of ``parts`` threads takes a block of columns (a multiple of 16 wide)."""
+        m, k = x.shape
+        n = w.shape[1]
+        width = ((n + parts - 1) // parts + 15) // 16 * 16
+        for part in numba.prange(parts):
+            lo = part * width
+            hi = min(n, lo + width)
+            if lo >= hi:
+                continue
+            one, zero = np.float32(1), np.float32(0)
+            # y[:, lo:hi] = x @ w[:, lo:hi]   (pointers: 4 bytes per float32)
+            gemm(
+                R,
+                N,
+                N,
+                m,
+                hi - lo,
+                k,
+                one,
+                x.ctypes.data,
+                k,
+                w.ctypes.data + lo * 4,
+                n,
+                zero,
+                y.ctypes.data + lo * 4,
+                n,
+            )
+            for i in range(m):
+                yi = y[i, lo:hi]
+                bi = b[lo:hi]
+                for j in range(hi - lo):
+                    value = yi[j] + bi[j]
+                    if relu and value < 0:
+                        value = 0
+                    yi[j] = value
+
+    @numba.njit(parallel=True, cache=True)
+    def backward(gemm, parts, x, dz, w, gw, mw, vw, b, gb, mb, vb, consts, need_dx, mask, dx, dx_t):  # pragma: no cover
+        """One Dense layer's backward pass and Adam update.
+
+        ``x: (M, K)`` the layer's input, ``dz: (M, N)`` the gradient of its affine output;
+        ``w, gw, mw, vw``: kernel, its gradient and Adam moments, flat ``(K*N,)``; ``b, gb, mb,
+        vb`` the same for the bias (size 0 without bias). If ``need_dx``: ``dx = dz @ w^T``
+        with the old ``w``, times ``x > 0`` if ``mask`` (the ReLU before this layer). It is
+        computed as ``w @ dz^T`` into the scratch ``dx_t: (K, M)`` (as ``Dense.backward`` does:
+        OpenBLAS is ~1.5x faster reading the kernel in its stored layout) and transposed back.
+        Each thread takes a block of the kernel's rows: input gradient columns, kernel gradient
+        rows, then Adam on those rows (after their old values were read, while still in cache).
+        """
+        m, k = x.shape
+        n = dz.shape[1]
+        c1, c2, eps, alpha, m_floor, g_floor = consts
+        rows = (k + parts - 1) // parts
+        for part in numba.prange(parts):
+            lo = part * rows
+            hi = min(k, lo + rows)
+            one, zero = np.float32(1), np.float32(0)
+            if lo < hi:
+                if need_dx:
+                    # dx_t[lo:hi] = w[lo:hi] @ dz^T
+                    gemm(R, N, T, hi - lo, m, n, one, w.ctypes.data + lo * n * 4, n, dz.ctypes.data, n, zero,
+                         dx_t.ctypes.data + lo * m * 4, m)  # fmt: skip
+                    for j in range(lo, hi):
+                        for i in range(m):
+                            if mask:
+                                dx[i, j] = dx_t[j, i] * np.float32(x[i, j] > 0)
+                            else:
+                                dx[i, j] = dx_t[j, i]
+                # gw[lo:hi] = x[:, lo:hi]^T @ dz
+                gemm(R, T, N, hi - lo, n, m, one, x.ctypes.data + lo * 4, k, dz.ctypes.data, n, zero,
+                     gw.ctypes.data + lo * n * 4, n)  # fmt: skip
+                s, e = lo * n, hi * n
+                adam_span(w[s:e], gw[s:e], mw[s:e], vw[s:e], c1, c2, eps, alpha, m_floor, g_floor)
+            if part == 0 and b.size:
+                # the bias gradient summed over rows in order, as NumPy's dz.sum(axis=0)
+                for j in range(n):
+                    gb[j] = dz[0, j]
+                for i in range(1, m):
+                    for j in range(n):
+                        gb[j] += dz[i, j]
+                adam_span(b, gb, mb, vb, c1, c2, eps, alpha, m_floor, g_floor)
+
+else:
+    forward = backward = None
+
+
+class DenseStep:
+    """Forward, loss, backward and Adam update of a dense ``Sequential`` model in one call."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.dense = [layer for layer in model.layers if isinstance(layer, Dense)]
+        flat = model._flat
+        base = flat.__array_interface__["data"][0]
+
+        def offset(a: np.ndarray) -> int:
+            return (a.__array_interface__["data"][0] - base) // flat.itemsize
+
+        self.spans = []
+        for layer in self.dense:
+            k = layer.kernel
+            lo = offset(k)
+            bias = (offset(layer.bias), offset(layer.bias) + layer.bias.size) if layer.use_bias else (0, 0)
+            self.spans.append(((lo, lo + k.size), bias))
+
+    @staticmethod
+    def applies(model: Any, dtype: np.dtype) -> bool:
+        layers = model.layers
+        dense = [layer for layer in layers if isinstance(layer, Dense)]
+        if not dense or np.dtype(dtype) != np.float32 or not isinstance(model.optimizer, Adam):
+            return False
+        if model._flat is None or model._flat.dtype != np.float32:
+            return False
+        head = layers[: layers.index(dense[0])]
+        if any(not isinstance(layer, (InputLayer, Flatten)) for layer in head):
+            return False
+        if len(layers) - len(head) != len(dense):  # only Dense layers after the first Dense
+            return False
+        if len(model.input_shape) != 2 and not any(isinstance(layer, Flatten) for layer in head):
+            return False
+        if any(not layer.trainable for layer in dense):
+            return False
+        if any(layer.activation not in ("relu", "linear") for layer in dense[:-1]):
+            return False
+        return available()
+
+    def run(self, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One training step on a batch; returns per-sample losses and the outputs. If a loss
+        value is NaN or infinite, nothing is updated (``fit`` then stops)."""
+        gemm, parts = _blas.sgemm(), _fused.numba.get_num_threads()
+        model, dense = self.model, self.dense
+        acts = [np.ascontiguousarray(xb.reshape(len(xb), -1), dtype=np.float32)]
+        last = dense[-1]
+        for layer in dense[:-1]:
+            y = np.empty((len(xb), layer.units), np.float32)
+            forward(gemm, parts, acts[-1], layer.kernel, self._bias(layer), layer.activation == "relu", y)
+            acts.append(y)
+        z = np.empty((len(xb), last.units), np.float32)
+        forward(gemm, parts, acts[-1], last.kernel, self._bias(last), False, z)
+        out = last.activate(z, training=True)
+        from_logits = model._loss_from_logits()
+        values, grad = model.loss.value_and_grad(yb, out, last.last_logits if from_logits else None)
+        flush_subnormals(grad)
+        if np.all(np.isfinite(values)):
+            self._backward(acts, np.ascontiguousarray(last.activation_backward(grad, from_logits), np.float32))
+        last.release()
+        return values, out
+
+    def _backward(self, acts: list[np.ndarray], dz: np.ndarray) -> None:
+        gemm, parts = _blas.sgemm(), _fused.numba.get_num_threads()
+        model, opt = self.model, self.model.optimizer
+        flat, grads = model._flat, model._flat_grads
+        m_all, v_all = opt.moments(flat)
+        consts = opt.constants(flat.dtype)
+        for index in range(len(self.dense) - 1, -1, -1):
+            (klo, khi), (blo, bhi) = self.spans[index]
+            need_dx = index > 0
+            x = acts[index]
+            dx = np.empty_like(x) if need_dx else x[:0]
+            dx_t = np.empty(x.shape[::-1], x.dtype) if need_dx else x[:0]
+            mask = need_dx and self.dense[index - 1].activation == "relu"
+            kernel = (flat[klo:khi], grads[klo:khi], m_all[klo:khi], v_all[klo:khi])
+            bias = (flat[blo:bhi], grads[blo:bhi], m_all[blo:bhi], v_all[blo:bhi])
+            backward(gemm, parts, x, dz, *kernel, *bias, consts, need_dx, mask, dx, dx_t)
+            dz = dx
+        opt.end_step()
+
+    @staticmethod
+    def _bias(layer: Dense) -> np.ndarray:
+        return layer.bias if layer.use_bias else np.zeros(layer.units, np.float32)
