@@ -331,14 +331,14 @@ if AVAILABLE:
                                 for f in range(fp):
                                     dwp[k, f] += c * gm[f]
 
-    @numba.njit(parallel=True, cache=True)
-    def bias_act_pool_forward(z, b, relu, ph, pw, y, arg):  # pragma: no cover
-        """Bias, ReLU and non-overlapping max pooling of a convolution's matmul output ``z:
-        (N, Ho, Wo, F)``, in one pass: ``y, arg: (N, Po, Qo, F)``. ``z + b`` and the clip at 0 are
-        the operations the separate layers perform, and the first maximum in row-major order wins,
-        as in :func:`max_pool_forward`: the outputs are the same numbers."""
-        n_batch, po, qo, f_total = y.shape
-        for n in numba.prange(n_batch):
+    @numba.njit(cache=True)
+    def _bias_act_pool_images(z, b, relu, ph, pw, y, arg, n_lo, n_hi):  # pragma: no cover
+        """Bias, ReLU and non-overlapping max pooling of images ``[n_lo, n_hi)`` of a convolution's
+        matmul output ``z: (N, Ho, Wo, F)`` into ``y, arg: (N, Po, Qo, F)``. ``z + b`` and the clip
+        at 0 are the operations the separate layers perform, and the first maximum in row-major
+        order wins, as in :func:`max_pool_forward`: the outputs are the same numbers."""
+        po, qo, f_total = y.shape[1], y.shape[2], y.shape[3]
+        for n in range(n_lo, n_hi):
             for p in range(po):
                 for q in range(qo):
                     for di in range(ph):
@@ -356,6 +356,33 @@ if AVAILABLE:
                                 elif v > y[n, p, q, f]:
                                     y[n, p, q, f] = v
                                     arg[n, p, q, f] = where
+
+    @numba.njit(parallel=True, cache=True)
+    def bias_act_pool_forward(z, b, relu, ph, pw, y, arg):  # pragma: no cover
+        """:func:`_bias_act_pool_images` for every image, in parallel."""
+        for n in numba.prange(y.shape[0]):
+            _bias_act_pool_images(z, b, relu, ph, pw, y, arg, n, n + 1)
+
+    @numba.njit(parallel=True, cache=True)
+    def gemm_bias_act_pool_forward(gemm, parts, cols, w, b, relu, ph, pw, z, y, arg):  # pragma: no cover
+        """``z = cols @ w`` then :func:`_bias_act_pool_images`, each of ``parts`` threads on its own
+        block of images: single-threaded OpenBLAS ``sgemm`` (``gemm``, see cnnlab._blas) on the
+        block's rows, then pooling while they are in cache. ``cols: (N*Ho*Wo, K)`` float32,
+        ``w: (K, F)``, ``z: (N, Ho, Wo, F)`` scratch."""
+        n_batch, ho, wo, f_total = z.shape
+        k_total = cols.shape[1]
+        per = (n_batch + parts - 1) // parts
+        for part in numba.prange(parts):
+            n_lo = part * per
+            n_hi = min(n_batch, n_lo + per)
+            if n_lo >= n_hi:
+                continue
+            rows = (n_hi - n_lo) * ho * wo
+            first = n_lo * ho * wo
+            one, zero = np.float32(1), np.float32(0)
+            gemm(101, 111, 111, rows, f_total, k_total, one, cols.ctypes.data + first * k_total * 4, k_total,
+                 w.ctypes.data, f_total, zero, z.ctypes.data + first * f_total * 4, f_total)  # fmt: skip
+            _bias_act_pool_images(z, b, relu, ph, pw, y, arg, n_lo, n_hi)
 
     @numba.njit(parallel=True, cache=True)
     def conv_pool_backward(
@@ -413,4 +440,5 @@ if AVAILABLE:
                                         dx[n, r, c0, c] += g * wt[f, base + c]
 
 else:
-    conv_pool_forward = conv_pool_weight_grads_small = bias_act_pool_forward = conv_pool_backward = None
+    conv_pool_forward = conv_pool_weight_grads_small = conv_pool_backward = None
+    bias_act_pool_forward = gemm_bias_act_pool_forward = None

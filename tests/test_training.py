@@ -312,8 +312,9 @@ def test_fused_conv_pool_step_matches_separate_layers(activation, monkeypatch):
         return values, out, model._flat_grads.copy()
 
     fused, plain = run(True), run(False)
-    np.testing.assert_array_equal(fused[0], plain[0])  # forward: the same numbers
-    np.testing.assert_array_equal(fused[1], plain[1])
+    # forward: the same sums (conv2's sgemm blocks may round their last rows differently)
+    np.testing.assert_allclose(fused[0], plain[0], rtol=1e-6)
+    np.testing.assert_allclose(fused[1], plain[1], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(fused[2], plain[2], rtol=1e-4, atol=1e-4 * np.abs(plain[2]).max())
     overlapping = Conv2D(2, 3)
     overlapping.build((None, 8, 8, 1))
