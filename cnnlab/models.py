@@ -372,7 +372,9 @@ class Sequential(Layer):
         machine with few cores the two pools must not run side by side (measured on 2 cores,
         benchmarks/RESULTS.md: 2+2 threads made a step 2.6x slower for the MLP and 9x for the
         CNN). The cores go to whichever does the work: BLAS for dense-only models, the compiled
-        window kernels (convolution, pooling) for models that have them.
+        window kernels (convolution, pooling) for models that have them. (Training a dense model
+        with :class:`~cnnlab.dense_step.DenseStep` gives them to numba, whose threads then call
+        single-threaded BLAS themselves.)
         """
         cores = os.cpu_count() or 1
         has_windows = any(isinstance(layer, (Conv2D, BasePooling2D)) for layer in self._layers)
