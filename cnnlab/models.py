@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cnnlab import _fused, config
+from cnnlab import _fused, config, dense_step
 from cnnlab import losses as losses_mod
 from cnnlab import metrics as metrics_mod
 from cnnlab import optimizers as optimizers_mod
@@ -238,7 +238,12 @@ class Sequential(Layer):
 
     def __call__(self, x: Any, training: bool = False) -> np.ndarray:
         """Run all layers on ``x``; large batches go through in chunks, so only the output is full size."""
-        x = self._prepare_input(x)
+        return self._predict(self._prepare_input(x))
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        if dense_step.covers(self, x.dtype):
+            with self._thread_plan(compiled_dense=True):
+                return dense_step.predict(self, x)
         with self._thread_plan():
             return self._predict_array(x)
 
@@ -257,9 +262,7 @@ class Sequential(Layer):
     def predict(self, x: Any, batch_size: int = 32, verbose: Any = 0) -> np.ndarray:
         """Outputs for every sample of ``x`` (computed in memory-bounded chunks)."""
         _check_batch_size(batch_size)
-        x = self._prepare_input(x)
-        with self._thread_plan():
-            return self._predict_array(x)
+        return self._predict(self._prepare_input(x))
 
     # ------------------------------------------------------------ summary
     def summary(self, print_fn: Any = None, line_length: int = 80) -> None:
@@ -381,9 +384,9 @@ class Sequential(Layer):
         return (1, cores) if has_windows else (cores, 1)
 
     @contextmanager
-    def _thread_plan(self, dense_step: bool = False):
+    def _thread_plan(self, compiled_dense: bool = False):
         # the compiled dense step calls single-threaded BLAS from each of numba's threads
-        blas, compiled = (1, os.cpu_count() or 1) if dense_step else self.thread_split()
+        blas, compiled = (1, os.cpu_count() or 1) if compiled_dense else self.thread_split()
         with threadpool_limits(limits=blas, user_api="blas"), _fused.num_threads(compiled):
             yield
 
@@ -524,8 +527,8 @@ class Sequential(Layer):
         self.stop_training = False
         for cb in all_callbacks:
             cb.on_train_begin()
-        dense_step = DenseStep(self) if DenseStep.applies(self, config.float_dtype()) else None
-        with self._thread_plan(dense_step is not None):
+        compiled_step = DenseStep(self) if DenseStep.applies(self, config.float_dtype()) else None
+        with self._thread_plan(compiled_step is not None):
             self._fit_epochs(
                 x,
                 y,
@@ -538,14 +541,26 @@ class Sequential(Layer):
                 verbose,
                 steps,
                 all_callbacks,
-                dense_step,
+                compiled_step,
             )
         for cb in all_callbacks:
             cb.on_train_end()
         return history
 
     def _fit_epochs(
-        self, x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle, verbose, steps, all_callbacks, dense_step
+        self,
+        x,
+        y,
+        x_val,
+        y_val,
+        batch_size,
+        epochs,
+        initial_epoch,
+        shuffle,
+        verbose,
+        steps,
+        all_callbacks,
+        compiled_step,
     ) -> None:
         floatx = config.floatx()
         for epoch in range(initial_epoch, epochs):
@@ -565,9 +580,9 @@ class Sequential(Layer):
                 yb = y[idx]
                 for cb in all_callbacks:
                     cb.on_train_batch_begin(step)
-                if dense_step is not None:
+                if compiled_step is not None:
                     with _defer_interrupt():  # this step also updates the weights
-                        values, out = dense_step.run(xb, yb)
+                        values, out = compiled_step.run(xb, yb)
                 else:
                     values, out = self._train_step(xb, yb)
                 if not np.all(np.isfinite(values)):
@@ -580,7 +595,7 @@ class Sequential(Layer):
                     )
                     self.stop_training = True
                     break
-                if dense_step is None:
+                if compiled_step is None:
                     with _defer_interrupt():
                         self.optimizer.apply(self._flat, self._flat_grads)
                 loss_sum += float(values.sum())

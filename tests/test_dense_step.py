@@ -9,7 +9,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import cnnlab as cl
-from cnnlab import _fused, config
+from cnnlab import _fused, config, dense_step
 from cnnlab.dense_step import DenseStep, available
 from cnnlab.layers import Dense, Dropout, Flatten
 from cnnlab.models import TrainingStopped
@@ -145,3 +145,28 @@ def test_ctrl_c_in_the_compiled_step_keeps_whole_updates():
         model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[Interrupt()])
     assert steps == [1, 2, 3] and model.optimizer.iterations == 3
     assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+@pytest.mark.parametrize("n", [1, 255, 600])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_predict_matches_the_layer_by_layer_forward(n, threads):
+    x, _ = data(n)
+    cl.set_seed(4)
+    model = mlp(last="softmax")
+    model.build((None, 6, 5, 1))
+    assert dense_step.covers(model, np.dtype(np.float32))
+    with _fused.num_threads(threads):
+        out = model.predict(x)
+    expected = model._predict_array(x)  # layer by layer, in NumPy
+    assert out.shape == expected.shape == (n, 4)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_predict_without_flatten_and_with_one_layer():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 7)).astype(np.float32)
+    for layers in ([Dense(3)], [Dense(20, activation="relu"), Dense(2, activation="sigmoid")]):
+        model = cl.Sequential([cl.layers.Input((7,)), *layers])
+        assert dense_step.covers(model, np.dtype(np.float32))
+        np.testing.assert_allclose(model.predict(x), model._predict_array(x), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(model(x), model._predict_array(x), rtol=1e-5, atol=1e-6)
