@@ -54,8 +54,9 @@ class ConvPool:
         conv = self.conv
         return conv.bias if conv.use_bias else np.zeros(conv.filters, dtype)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """``x: (N, H, W, C)`` -> the pooled output ``(N, Po, Qo, filters)``."""
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        """``x: (N, H, W, C)`` -> the pooled output ``(N, Po, Qo, filters)`` (training only, as the
+        layers' ``forward(x, training=True)``: it keeps what :meth:`backward` needs)."""
         conv, pool = self.conv, self.pool
         cols = im2col(x, conv.kernel_size, conv.strides, conv.padding, conv.dilation_rate)
         n, ho, wo = cols.shape[:3]

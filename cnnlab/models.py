@@ -403,7 +403,7 @@ class Sequential(Layer):
         units = self._step_units(xb.dtype)
         out = xb
         for _, unit in units:
-            out = unit.forward(out) if isinstance(unit, ConvPool) else unit.forward(out, training=True)
+            out = unit.forward(out, training=True)
         from_logits = self._loss_from_logits()
         values, grad = self.loss.value_and_grad(yb, out, self._layers[-1].last_logits if from_logits else None)
         flush_subnormals(grad)  # see ops.activations.flush_subnormals: TF does the same
@@ -530,38 +530,16 @@ class Sequential(Layer):
         compiled_step = DenseStep(self) if DenseStep.applies(self, config.float_dtype()) else None
         with self._thread_plan(compiled_step is not None):
             self._fit_epochs(
-                x,
-                y,
-                x_val,
-                y_val,
-                batch_size,
-                epochs,
-                initial_epoch,
-                shuffle,
-                verbose,
-                steps,
-                all_callbacks,
-                compiled_step,
+                x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle, verbose, all_callbacks, compiled_step
             )
         for cb in all_callbacks:
             cb.on_train_end()
         return history
 
     def _fit_epochs(
-        self,
-        x,
-        y,
-        x_val,
-        y_val,
-        batch_size,
-        epochs,
-        initial_epoch,
-        shuffle,
-        verbose,
-        steps,
-        all_callbacks,
-        compiled_step,
+        self, x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle, verbose, all_callbacks, compiled_step
     ) -> None:
+        steps = math.ceil(len(x) / batch_size)
         floatx = config.floatx()
         for epoch in range(initial_epoch, epochs):
             for cb in all_callbacks:

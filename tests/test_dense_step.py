@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -127,24 +125,6 @@ def test_infinite_loss_stops_before_any_update():
     assert model.optimizer.iterations == 0
     for a, b in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-def test_ctrl_c_in_the_compiled_step_keeps_whole_updates():
-    x, y = data(128)
-    model = mlp()
-    model.compile("adam", "categorical_crossentropy")
-    steps = []
-
-    class Interrupt(cl.callbacks.Callback):
-        def on_batch_end(self, batch, logs=None):
-            steps.append(self.model.optimizer.iterations)
-            if len(steps) == 3:
-                signal.raise_signal(signal.SIGINT)
-
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[Interrupt()])
-    assert steps == [1, 2, 3] and model.optimizer.iterations == 3
-    assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
 @pytest.mark.parametrize("n", [1, 255, 600])

@@ -111,9 +111,17 @@ def test_nan_loss_stops_with_last_finite_weights():
         np.testing.assert_array_equal(a, b)
 
 
-def test_ctrl_c_keeps_history_and_whole_updates():
+def dense_net(units=3):
+    """A model the compiled dense step (cnnlab.dense_step) trains, with Adam and float32."""
+    return cl.Sequential(
+        [cl.layers.Input((6, 6, 1)), Flatten(), Dense(8, activation="relu"), Dense(units, activation="softmax")]
+    )
+
+
+@pytest.mark.parametrize("make", [cnn, dense_net])
+def test_ctrl_c_keeps_history_and_whole_updates(make):
     x, labels = blobs(64)
-    model = cnn()
+    model = make()
     model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
     steps = []
 
@@ -126,6 +134,8 @@ def test_ctrl_c_keeps_history_and_whole_updates():
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, labels, batch_size=8, epochs=2, verbose=0, callbacks=[Interrupt()])
     assert model.history is not None and model.optimizer.iterations == 5
+    assert steps == [1, 2, 3, 4, 5]
+    assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
 def test_early_stopping_restores_best_weights():
