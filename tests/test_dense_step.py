@@ -150,3 +150,41 @@ def test_compiled_predict_without_flatten_and_with_one_layer():
         assert dense_step.covers(model, np.dtype(np.float32))
         np.testing.assert_allclose(model.predict(x), model._predict_array(x), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(model(x), model._predict_array(x), rtol=1e-5, atol=1e-6)
+
+
+def test_without_numpys_openblas_everything_takes_the_general_path(monkeypatch):
+    """NumPy built against another BLAS (MKL, Accelerate): no sgemm to call, same results."""
+    from cnnlab import _blas
+    from cnnlab.layers import Conv2D, MaxPool2D
+
+    def cnn():  # conv2 has K = 2*2*6 = 24 > 16: its fused forward would call sgemm
+        return cl.Sequential(
+            [
+                cl.layers.Input((12, 12, 1)),
+                Conv2D(6, 2, activation="relu"),
+                MaxPool2D(),
+                Conv2D(4, 2, activation="relu"),
+                MaxPool2D(),
+                Flatten(),
+                Dense(4),
+            ]
+        )
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(64, 12, 12, 1)).astype(np.float32)
+    x, y = data(64)
+    results = []
+    for found in (True, False):
+        if not found:
+            monkeypatch.setattr(_blas, "sgemm", lambda: None)
+        for make, inputs in ((mlp, x), (cnn, images)):
+            cl.set_seed(2)
+            model = make()
+            model.compile("adam", "mse")
+            model._bind_parameters()
+            assert DenseStep.applies(model, np.dtype(np.float32)) == (found and make is mlp)
+            history = model.fit(inputs, y, batch_size=16, epochs=2, verbose=0)
+            results.append((history.history["loss"], model.predict(inputs)))
+    for (loss_a, out_a), (loss_b, out_b) in zip(results[:2], results[2:], strict=True):
+        np.testing.assert_allclose(loss_a, loss_b, rtol=1e-4)
+        np.testing.assert_allclose(out_a, out_b, rtol=1e-3, atol=1e-3 * np.abs(out_b).max())
