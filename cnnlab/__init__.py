@@ -9,7 +9,7 @@ array([[ 5,  7],
 
 import numpy as np  # noqa: F401  (used by the doctest above)
 
-from cnnlab import callbacks, config, datasets, layers, losses, metrics, models, ops, optimizers, utils
+from cnnlab import callbacks, config, datasets, layers, losses, metrics, models, ops, optimizers, saving, utils
 from cnnlab.explain import explain, trace
 from cnnlab.layers.base import clear_session
 from cnnlab.models import Model, Sequential
@@ -29,6 +29,7 @@ __all__ = [
     "models",
     "ops",
     "optimizers",
+    "saving",
     "utils",
     "Model",
     "Sequential",

@@ -16,11 +16,11 @@ loop. The formulas, for gradient ``g`` at step ``t = iterations + 1``:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from cnnlab import _fused
 
 #: steps between two flushes of subnormal optimizer state (see ``Optimizer._flush_subnormals``)
 FLUSH_EVERY = 64
@@ -47,13 +47,14 @@ class Optimizer:
         self._update(params, grads)
         self.end_step()
 
-    def end_step(self) -> None:
-        """Count the step (for code that applies the update itself, see cnnlab.dense_step)."""
+    def end_step(self, flush: Callable[[np.ndarray, Any], None] | None = None) -> None:
+        """Count the step (also called by accelerated code that applies the update itself);
+        ``flush(slot, tiny)``, if given, replaces the NumPy pass that zeroes subnormal state."""
         self.iterations += 1
         if self.iterations % FLUSH_EVERY == 0:
-            self._flush_subnormals()
+            self._flush_subnormals(flush)
 
-    def _flush_subnormals(self) -> None:
+    def _flush_subnormals(self, flush: Callable[[np.ndarray, Any], None] | None = None) -> None:
         """Set subnormal slot values to zero.
 
         Moments of units that get no gradient (dead ReLUs, common on raw 0..255 pixels)
@@ -66,8 +67,8 @@ class Optimizer:
             if slot.dtype.kind != "f":
                 continue
             tiny = np.finfo(slot.dtype).tiny
-            if _fused.AVAILABLE and slot.ndim == 1 and slot.flags.c_contiguous:
-                _fused.flush_tiny(slot, slot.dtype.type(tiny))
+            if flush is not None and slot.ndim == 1 and slot.flags.c_contiguous:
+                flush(slot, slot.dtype.type(tiny))
             else:
                 np.copyto(slot, 0, where=np.abs(slot) < tiny)
 
@@ -87,10 +88,10 @@ class Optimizer:
 
 
 def _check_positive(name: str, value: Any, owner: str, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ValueError(
-            f"{owner}: expected {name} to be a {'non-negative' if allow_zero else 'positive'} number, "
+            f"{owner}: expected {name} to be a finite {'non-negative' if allow_zero else 'positive'} number, "
             f"received {value!r}."
         )
 
@@ -161,9 +162,6 @@ class Adam(Optimizer):
     def _update(self, params, grads):
         c1, c2, eps, alpha, m_floor, g_floor = self.constants(params.dtype)
         m, v = self.moments(params)
-        if _fused.AVAILABLE and params.dtype == np.float32 and params.size >= 4096:
-            _fused.adam_step(params, grads, m, v, c1, c2, eps, alpha, m_floor, g_floor)
-            return
         tmp = (
             self._tmp
             if self._tmp is not None and self._tmp.shape == params.shape and self._tmp.dtype == params.dtype

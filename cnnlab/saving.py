@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab import models, optimizers
 from cnnlab._atomic import atomic_path
+from cnnlab.models import Sequential
 
 FORMAT = "cnnlab-model"
 VERSION = 1
@@ -129,9 +131,6 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> Any:
     The result predicts bit-identically to the saved model; with ``compile=True`` (the
     default) it is compiled again and ``fit`` continues from the saved optimizer state.
     """
-    from cnnlab import optimizers
-    from cnnlab.models import Sequential
-
     path = Path(path)
     with _open(path) as archive:
         manifest = _manifest(archive, path)
@@ -155,7 +154,12 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> Any:
             model.compile(optimizers.from_config(cfg["optimizer"]), cfg["loss"], cfg["metrics"])
             state = {key: _array(archive, f"optimizer/{key}.npy", path) for key in manifest.get("optimizer_slots", [])}
             if state:
-                model._bind_parameters()
                 model.optimizer.set_state(state)
         model.metadata = manifest.get("metadata", {})
     return model
+
+
+# model.save and cl.models.load_model reach this module through these hooks, so that saving
+# imports models and never the reverse
+Sequential._file_writer = staticmethod(save_model)
+models._file_reader = load_model

@@ -179,6 +179,10 @@ class Layer:
         """Number of weight values (0 before build)."""
         return int(sum(w.size for w in self._weights.values()))
 
+    def _leaves(self, trainable: bool = True) -> list[tuple[Layer, bool]]:
+        """``[(self, effective trainability)]``; containers list their layers instead."""
+        return [(self, trainable and self.trainable)]
+
     # ----------------------------------------------------------------- shapes
     def build(self, input_shape: Shape) -> None:
         self.build_input_shape = tuple(input_shape)

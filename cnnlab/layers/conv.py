@@ -6,16 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import _fused
 from cnnlab.layers.activated import ActivationMixin
 from cnnlab.layers.base import Layer, Shape, check_initializer
 from cnnlab.ops import activations as act_ops
-from cnnlab.ops.conv import conv2d_backward, conv2d_backward_input, conv2d_forward, conv2d_forward_cols, im2col
+from cnnlab.ops.conv import conv2d_backward, conv2d_forward, conv2d_forward_cols
 from cnnlab.ops.shapes import normalize_padding, normalize_tuple, window_output_hw
-
-#: largest kh*kw*C_in for which the compiled one-pass kernel replaces BLAS (measured:
-#: 4 -> 2.0 vs 0.34 ms forward; at 120 BLAS wins, 0.55 vs 1.3 ms; benchmarks/RESULTS.md)
-FUSED_MAX_K = 16
 
 
 class Conv2D(ActivationMixin, Layer):
@@ -69,7 +64,6 @@ class Conv2D(ActivationMixin, Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer", "Conv2D")
         self.bias_initializer = check_initializer(bias_initializer, "bias_initializer", "Conv2D")
-        self._fused_active = False
 
     @property
     def kernel(self) -> np.ndarray | None:
@@ -121,35 +115,8 @@ class Conv2D(ActivationMixin, Layer):
         k = self.kernel.size // self.filters
         return int(ho * wo * (k + 2 * self.filters) * self.kernel.dtype.itemsize)
 
-    def _fused_ok(self, x: np.ndarray) -> bool:
-        """The compiled one-pass kernel pays off when the inner size kh*kw*C_in is small."""
-        return (
-            _fused.AVAILABLE
-            and self.activation in ("relu", "linear")
-            and x.dtype in (np.float32, np.float64)
-            and self.kernel.size // self.filters <= FUSED_MAX_K
-        )
-
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         args = (self.strides, self.padding, self.dilation_rate)
-        self._fused_active = self._fused_ok(x)
-        if self._fused_active:
-            cols = im2col(x, self.kernel_size, *args)
-            n, ho, wo = cols.shape[:3]
-            y = np.empty((n * ho * wo, self.filters), dtype=x.dtype)
-            bias = self.bias if self.use_bias else np.zeros(self.filters, x.dtype)
-            _fused.small_matmul_bias_relu(
-                cols.reshape(n * ho * wo, -1),
-                _fused.pad_filters(self.kernel.reshape(-1, self.filters)),
-                _fused.pad_filters(bias),
-                self.activation == "relu",
-                y,
-            )
-            y = y.reshape(n, ho, wo, self.filters)
-            if training:
-                self._cache = (cols, x.shape)
-                self._activated_output, self.last_logits = y, None
-            return y
         if training:
             z, cols = conv2d_forward_cols(x, self.kernel, self.bias, *args)
             self._cache = (cols, x.shape)
@@ -160,8 +127,6 @@ class Conv2D(ActivationMixin, Layer):
     def backward(self, dy: np.ndarray, need_dx: bool = True, from_logits: bool = False) -> np.ndarray | None:
         cols, x_shape = self._cache
         args = (self.strides, self.padding, self.dilation_rate)
-        if self._fused_active and not from_logits:
-            return self._fused_backward(dy, cols, x_shape, need_dx)
         dz = self.activation_backward(dy, from_logits)
         dx, dw, db = conv2d_backward(
             dz,
@@ -177,30 +142,6 @@ class Conv2D(ActivationMixin, Layer):
         if self.use_bias:
             self.grads["bias"] = db
         return dx
-
-    def _fused_backward(self, dy, cols, x_shape, need_dx):
-        # masked in place by the kernel: dy is the caller's temporary, as in every backward
-        dz = np.ascontiguousarray(dy, dtype=self.kernel.dtype)
-        m = dz.size // self.filters
-        chunks = max(1, min(64, m // 512))
-        k = self.kernel.size // self.filters
-        dw_parts = np.empty((chunks, k, self.filters), dz.dtype)
-        db_parts = np.empty((chunks, self.filters), dz.dtype)
-        _fused.small_matmul_bias_relu_backward(
-            cols.reshape(m, k),
-            self._activated_output.reshape(m, self.filters),
-            dz.reshape(m, self.filters),
-            self.activation == "relu",
-            dw_parts,
-            db_parts,
-        )
-        self.store_grad("kernel", dw_parts.sum(axis=0).reshape(self.kernel.shape))
-        if self.use_bias:
-            self.store_grad("bias", db_parts.sum(axis=0))
-        if not need_dx:
-            return None
-        args = (self.strides, self.padding, self.dilation_rate)
-        return conv2d_backward_input(dz, cols.shape, x_shape, self.kernel, *args)
 
     def release(self) -> None:
         super().release()

@@ -15,18 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab import _fused
 from cnnlab.ops.shapes import padding_amounts, window_output_hw
 from cnnlab.ops.windows import pad_hw, unpad_hw, window_slice
 
 Pair = tuple[int, int]
-
-
-def _use_fused(a: np.ndarray) -> bool:
-    """Compiled gather/scatter for float arrays of some size with several channels (with one
-    channel NumPy's kh*kw whole-array copies are faster: 0.04 vs 0.18 ms for the lecture's conv1).
-    Both only move values, so they give the same numbers."""
-    return _fused.AVAILABLE and a.dtype in (np.float32, np.float64) and a.size >= 4096 and a.shape[-1] >= 4
 
 
 def im2col(x: np.ndarray, kernel: Pair, strides: Pair, padding: str, dilation: Pair = (1, 1)) -> np.ndarray:
@@ -36,9 +28,6 @@ def im2col(x: np.ndarray, kernel: Pair, strides: Pair, padding: str, dilation: P
     out_hw = window_output_hw(hw, kernel, strides, padding, dilation, "Conv2D")
     pads = padding_amounts(hw, kernel, strides, padding, dilation)
     cols = np.empty((x.shape[0], out_hw[0], out_hw[1], kh, kw, x.shape[3]), dtype=x.dtype)
-    if _use_fused(x):
-        _fused.im2col(x, kh, kw, *strides, *dilation, pads[0][0], pads[1][0], cols)
-        return cols
     xp = pad_hw(x, pads)
     for di in range(kh):
         for dj in range(kw):
@@ -132,10 +121,6 @@ def conv2d_backward_input(
     dcols = (dy.reshape(-1, filters) @ w.reshape(kh * kw * c_in, filters).T).reshape(cols_shape)
     hw = (x_shape[1], x_shape[2])
     pads = padding_amounts(hw, (kh, kw), strides, padding, dilation)
-    if _use_fused(dcols):
-        dx = np.empty((x_shape[0], *hw, c_in), dtype=dy.dtype)
-        _fused.col2im(dcols, *strides, *dilation, pads[0][0], pads[1][0], dx)
-        return dx
     (top, bottom), (left, right) = pads
     dxp = np.zeros((x_shape[0], hw[0] + top + bottom, hw[1] + left + right, c_in), dtype=dy.dtype)
     out_hw = cols_shape[1:3]

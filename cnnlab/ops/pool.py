@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab import _fused
 from cnnlab.ops.shapes import padding_amounts, window_output_hw
 from cnnlab.ops.windows import pad_hw, unpad_hw, window_slice
 
@@ -38,9 +37,15 @@ def _prepare(x: np.ndarray, pool: Pair, strides: Pair, padding: str, fill: float
     return pad_hw(x, pads, fill), out_hw, pads
 
 
-def _use_fused(x: np.ndarray) -> bool:
-    # compiled loops only for float arrays of some size: the NumPy path is exact too
-    return _fused.AVAILABLE and x.dtype in (np.float32, np.float64) and x.size >= 4096
+#: dtype of the winner index (window offset ``di*pw + dj``): wide enough for any window
+WINNER_DTYPE = np.int32
+
+
+def winner_dtype(pool: Pair) -> np.dtype:
+    """The winner index's dtype, refusing windows whose offsets it cannot hold."""
+    if pool[0] * pool[1] > np.iinfo(WINNER_DTYPE).max:
+        raise ValueError(f"max pooling: a {pool[0]}x{pool[1]} window has more cells than an int32 index holds.")
+    return np.dtype(WINNER_DTYPE)
 
 
 def max_pool2d_forward(
@@ -66,13 +71,8 @@ def max_pool2d_forward_argmax(
     """Max pooling plus, per output cell, the window offset ``di*pw + dj`` of its first maximum."""
     strides = strides or pool
     xp, out_hw, _ = _prepare(x, pool, strides, padding, lowest_value(x.dtype))
-    if _use_fused(xp):
-        y = np.empty((x.shape[0], *out_hw, x.shape[3]), dtype=x.dtype)
-        arg = np.empty(y.shape, dtype=np.int8)
-        _fused.max_pool_forward(xp, pool[0], pool[1], strides[0], strides[1], out_hw[0], out_hw[1], y, arg)
-        return y, (arg if need_argmax else None)
     y = xp[window_slice(0, 0, out_hw, strides, _NO_DILATION)].copy()
-    arg = np.zeros(y.shape, dtype=np.int8) if need_argmax else None
+    arg = np.zeros(y.shape, dtype=winner_dtype(pool)) if need_argmax else None
     for di in range(pool[0]):
         for dj in range(pool[1]):
             if di == dj == 0:
@@ -101,10 +101,6 @@ def max_pool2d_backward(
     (top, bottom), (left, right) = pads
     padded_shape = (x_shape[0], hw[0] + top + bottom, hw[1] + left + right, x_shape[3])
     out_hw = dy.shape[1:3]
-    if _use_fused(dy):
-        dxp = np.empty(padded_shape, dy.dtype)  # the kernel zeroes it, in parallel
-        _fused.max_pool_backward(np.ascontiguousarray(dy), arg, pool[0], pool[1], strides[0], strides[1], dxp)
-        return unpad_hw(dxp, pads, hw)
     dxp = np.zeros(padded_shape, dy.dtype)
     non_overlapping = strides[0] >= pool[0] and strides[1] >= pool[1]
     for di in range(pool[0]):

@@ -1,47 +1,20 @@
-"""Optional compiled kernels (numba) for memory-bound elementwise work.
+"""Compiled kernels (numba): the optimizer update, pooling, im2col/col2im, small-K convolution
+and convolution + pooling.
 
-NumPy needs ~10 passes over the parameters for one Adam step (4 ms for the
-lecture's 1.15 M-parameter MLP here); one fused, parallel pass takes ~0.4 ms.
-Each kernel performs the same float operations in the same order as the NumPy
-code beside it in :mod:`cnnlab.optimizers`, so both give the same numbers.
-Without numba (or with ``CNNLAB_NO_NUMBA=1``) the NumPy code runs.
+Each kernel performs the arithmetic of the reference code it replaces (:mod:`cnnlab.optimizers`,
+:mod:`cnnlab.ops`): elementwise kernels the same float operations in the same order, so the
+same numbers; sums over many terms possibly in another order (within float rounding).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 
-try:
-    if os.environ.get("CNNLAB_NO_NUMBA"):
-        raise ImportError("disabled by CNNLAB_NO_NUMBA")
-    import numba
-except ImportError:  # pragma: no cover - exercised when numba is absent
-    numba = None
-
-AVAILABLE = numba is not None
-
-
-@contextmanager
-def num_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` numba threads (capped at what numba started with)."""
-    if not AVAILABLE:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
-
+from cnnlab._accel import AVAILABLE, njit, numba
 
 if AVAILABLE:
 
-    @numba.njit(cache=True, error_model="numpy")
+    @njit(error_model="numpy")
     def adam_span(w, g, m, v, one_minus_b1, one_minus_b2, eps, alpha, m_floor, g_floor):  # pragma: no cover
         """Adam on (slices of) the flat arrays; see ``optimizers.Adam`` for the floors (subnormal
         flushing). The one copy of the arithmetic: :func:`adam_step` and the compiled dense
@@ -58,7 +31,7 @@ if AVAILABLE:
             v[i] = vi
             w[i] -= (mi * alpha) / (np.sqrt(vi) + eps)
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def adam_step(w, g, m, v, one_minus_b1, one_minus_b2, eps, alpha, m_floor, g_floor):  # pragma: no cover
         """One Adam update of the whole flat arrays, in parallel blocks of 16384 values."""
         size = w.shape[0]
@@ -68,7 +41,7 @@ if AVAILABLE:
             hi = min(size, lo + 16384)
             adam_span(w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], one_minus_b1, one_minus_b2, eps, alpha, m_floor, g_floor)
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def flush_tiny(a, tiny):  # pragma: no cover
         """Set the values of the flat array ``a`` smaller in magnitude than ``tiny`` to zero
         (one parallel pass; NumPy's ``copyto(where=abs(a) < tiny)`` needs three: 4.2 -> 0.3 ms
@@ -83,7 +56,7 @@ else:
 
 if AVAILABLE:
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def max_pool_forward(xp, ph, pw, sh, sw, ho, wo, y, arg):  # pragma: no cover
         """``y[n,i,j,c] = max over the window``; ``arg`` = offset of the first maximum (row-major)."""
         n_batch, channels = xp.shape[0], xp.shape[3]
@@ -105,7 +78,7 @@ if AVAILABLE:
                                     y[n, i, j, c] = value
                                     arg[n, i, j, c] = where
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def max_pool_backward(dy, arg, ph, pw, sh, sw, dxp):  # pragma: no cover
         """``dxp`` (overwritten) gets each ``dy`` at the input cell that won its window."""
         n_batch, ho, wo, channels = dy.shape
@@ -146,7 +119,7 @@ def pad_filters(a: np.ndarray) -> np.ndarray:
 
 if AVAILABLE:
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def small_matmul_bias_relu(cols, w, b, relu, y):  # pragma: no cover
         """``y = cols @ w + b`` (then ReLU if ``relu``) in one pass, for a small inner size K.
 
@@ -173,7 +146,7 @@ if AVAILABLE:
                 for f in range(f_total):
                     y[m, f] = z[f]
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def small_matmul_bias_relu_backward(cols, y, dy, relu, dw_parts, db_parts):  # pragma: no cover
         """Gradients of :func:`small_matmul_bias_relu`: ``dy`` is masked by ReLU in place
         (it becomes ``dz``) and each chunk's ``cols^T @ dz`` and ``sum(dz)`` go to
@@ -203,7 +176,7 @@ else:
 
 if AVAILABLE:
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def im2col(x, kh, kw, sh, sw, dh, dw, top, left, cols):  # pragma: no cover
         """``cols[n, i, j, di, dj, c] = x[n, i*sh + di*dh - top, j*sw + dj*dw - left, c]``, 0 outside."""
         n_batch, height, width, channels = x.shape
@@ -222,7 +195,7 @@ if AVAILABLE:
                                 for c in range(channels):
                                     cols[n, i, j, di, dj, c] = 0
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def col2im(dcols, sh, sw, dh, dw, top, left, dx):  # pragma: no cover
         """The adjoint of :func:`im2col`: ``dx`` (overwritten) sums ``dcols`` over overlapping windows."""
         n_batch, height, width, channels = dx.shape
@@ -247,7 +220,7 @@ else:
 
 if AVAILABLE:
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def conv_pool_forward(cols, w, b, relu, ph, pw, y, arg):  # pragma: no cover
         """Convolution (+ReLU) followed by non-overlapping max pooling, without materialising
         the convolution's output.
@@ -264,7 +237,7 @@ if AVAILABLE:
         for n in numba.prange(n_batch):
             z = np.empty((cells, fp), dtype=y.dtype)
             best = np.empty(fp, dtype=y.dtype)
-            best_at = np.empty(fp, dtype=np.int8)
+            best_at = np.empty(fp, dtype=np.int32)
             for p in range(po):
                 for q in range(qo):
                     for cell in range(cells):
@@ -295,7 +268,7 @@ if AVAILABLE:
                         y[n, p, q, f] = best[f]
                         arg[n, p, q, f] = best_at[f]
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def conv_pool_weight_grads_small(cols, y, arg, dy, relu, ph, pw, dw_parts, db_parts):  # pragma: no cover
         """Kernel and bias gradients of :func:`conv_pool_forward` for a small K, vectorised over
         filters: for each pooling window and each of its cells, the gradients of the filters
@@ -318,7 +291,7 @@ if AVAILABLE:
             dbp[:] = 0
             g = np.zeros(fp, dtype=y.dtype)
             gm = np.zeros(fp, dtype=y.dtype)
-            won = np.full(fp, -1, dtype=np.int8)
+            won = np.full(fp, -1, dtype=np.int32)
             for n in range(chunk * step, min(n_batch, (chunk + 1) * step)):
                 for p in range(po):
                     for q in range(qo):
@@ -340,7 +313,7 @@ if AVAILABLE:
                                 for f in range(fp):
                                     dwp[k, f] += c * gm[f]
 
-    @numba.njit(cache=True)
+    @njit
     def _bias_act_pool_images(z, b, relu, ph, pw, y, arg, n_lo, n_hi):  # pragma: no cover
         """Bias, ReLU and non-overlapping max pooling of images ``[n_lo, n_hi)`` of a convolution's
         matmul output ``z: (N, Ho, Wo, F)`` into ``y, arg: (N, Po, Qo, F)``. ``z + b`` and the clip
@@ -366,13 +339,13 @@ if AVAILABLE:
                                     y[n, p, q, f] = v
                                     arg[n, p, q, f] = where
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def bias_act_pool_forward(z, b, relu, ph, pw, y, arg):  # pragma: no cover
         """:func:`_bias_act_pool_images` for every image, in parallel."""
         for n in numba.prange(y.shape[0]):
             _bias_act_pool_images(z, b, relu, ph, pw, y, arg, n, n + 1)
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def gemm_bias_act_pool_forward(gemm, parts, cols, w, b, relu, ph, pw, z, y, arg):  # pragma: no cover
         """``z = cols @ w`` then :func:`_bias_act_pool_images`, each of ``parts`` threads on its own
         block of images: single-threaded OpenBLAS ``sgemm`` (``gemm``, see cnnlab._blas) on the
@@ -393,7 +366,7 @@ if AVAILABLE:
                  w.ctypes.data, f_total, zero, z.ctypes.data + first * f_total * 4, f_total)  # fmt: skip
             _bias_act_pool_images(z, b, relu, ph, pw, y, arg, n_lo, n_hi)
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def conv_pool_backward(
         cols, y, arg, dy, relu, ph, pw, wt, geometry, need_dx, dx, dwt_parts, db_parts
     ):  # pragma: no cover

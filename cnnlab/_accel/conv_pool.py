@@ -1,48 +1,58 @@
-"""Training-time fusion of ``Conv2D -> MaxPooling2D`` pairs (both of the lecture's CNN pairs).
+"""Fusion of a ``Conv2D`` with the non-overlapping max pooling after it.
 
 When a Conv2D (ReLU or linear) is directly followed by a non-overlapping 'valid' max pooling,
-the training step runs the two as one unit:
+the training step runs the two as one unit of the plan:
 
 * forward: the convolution's products are summed as the Conv2D layer itself sums them (the
-  compiled small-K kernel for ``kh*kw*C_in <= 16``, im2col + a BLAS matmul otherwise), then
+  compiled small-K kernel for ``kh*kw*C_in <= SMALL_K``, im2col + a matmul otherwise), then
   bias, ReLU and pooling happen in one compiled pass, so the ReLU output is never written and
   pooled separately. For float32 with a larger K each of numba's threads runs OpenBLAS's sgemm
-  on its block of images and pools it at once (cnnlab._blas): conv2 + pool2 of the lecture
-  0.64 -> 0.39 ms. Outputs are the numbers the two layers give separately (tested; on the sgemm
-  path OpenBLAS may round the last rows of a block differently, within float32 rounding).
+  on its block of images and pools it at once (:mod:`cnnlab._accel.blas`). Outputs are the
+  numbers the two layers give separately (on the sgemm path OpenBLAS may round the last rows
+  of a block differently, within float32 rounding; tested).
 * backward: only the cell that won each pooling window gets a gradient, so one compiled pass
-  visits a quarter of the convolution's outputs (2x2 pooling) and accumulates the kernel, bias
-  and -- unless this is the model's first weighted layer -- input gradients directly, with no
-  dense ``dy`` of the convolution's size, no BLAS and no col2im. Gradients agree with the
-  separate layers' to float32 rounding (the sums run in a different order; tested).
+  visits one output in ``ph*pw`` and accumulates the kernel, bias and -- unless this is the
+  model's first weighted layer -- input gradients directly, with no dense ``dy`` of the
+  convolution's size, no BLAS and no col2im. Gradients agree with the separate layers' to
+  float rounding (the sums run in a different order; tested).
 
-Measured on the lecture's CNN (benchmarks/RESULTS.md): conv2 + pool2's backward went from
-~1.1 ms to ~0.3 ms per step. Without numba nothing is fused.
+Measurements: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from cnnlab import _blas, _fused
-from cnnlab.layers.conv import FUSED_MAX_K, Conv2D
+from cnnlab._accel import blas, kernels, threads
+from cnnlab._accel.conv import SMALL_K, im2col
+from cnnlab.layers.conv import Conv2D
 from cnnlab.layers.pooling import MaxPooling2D
-from cnnlab.ops.conv import im2col
+from cnnlab.ops.pool import winner_dtype
 from cnnlab.ops.shapes import padding_amounts
 
 
 class ConvPool:
     """A Conv2D and the MaxPooling2D after it, run as one step of the training loop."""
 
+    plan_name = "ConvPool"
+
     def __init__(self, conv: Conv2D, pool: MaxPooling2D) -> None:
         self.conv, self.pool = conv, pool
+        self.layers = (conv, pool)
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]] | None = None
+
+    @staticmethod
+    def match(layers: list, index: int, dtype: np.dtype, last: int) -> tuple[ConvPool, int] | None:
+        """A Conv2D (ReLU or linear) followed by non-overlapping 'valid' max pooling, the pooling
+        not being the model's last layer."""
+        if index + 1 < last and ConvPool.applies(layers[index], layers[index + 1], dtype):
+            return ConvPool(layers[index], layers[index + 1]), 2
+        return None
 
     @staticmethod
     def applies(conv: object, pool: object, x_dtype: np.dtype) -> bool:
         return (
-            _fused.AVAILABLE
-            and isinstance(conv, Conv2D)
+            isinstance(conv, Conv2D)
             and isinstance(pool, MaxPooling2D)
             and conv.activation in ("relu", "linear")
             and np.dtype(x_dtype) in (np.float32, np.float64)
@@ -58,30 +68,30 @@ class ConvPool:
         """``x: (N, H, W, C)`` -> the pooled output ``(N, Po, Qo, filters)`` (training only, as the
         layers' ``forward(x, training=True)``: it keeps what :meth:`backward` needs)."""
         conv, pool = self.conv, self.pool
-        cols = im2col(x, conv.kernel_size, conv.strides, conv.padding, conv.dilation_rate)
+        cols = im2col(np.ascontiguousarray(x), conv)
         n, ho, wo = cols.shape[:3]
         ph, pw = pool.pool_size
         shape = (n, ho // ph, wo // pw, conv.filters)
         y = np.empty(shape, dtype=x.dtype)
-        arg = np.empty(shape, dtype=np.int8)
+        arg = np.empty(shape, dtype=winner_dtype(pool.pool_size))
         cols4 = cols.reshape(n, ho, wo, -1)
         kernel = conv.kernel.reshape(-1, conv.filters)
         relu = conv.activation == "relu"
-        if kernel.shape[0] <= FUSED_MAX_K:
-            bias = _fused.pad_filters(self._bias(x.dtype))
-            _fused.conv_pool_forward(cols4, _fused.pad_filters(kernel), bias, relu, ph, pw, y, arg)
-        elif x.dtype == np.float32 and conv.filters > 1 and ho * wo > 1 and _blas.sgemm() is not None:
+        if kernel.shape[0] <= SMALL_K:
+            bias = kernels.pad_filters(self._bias(x.dtype))
+            kernels.conv_pool_forward(cols4, kernels.pad_filters(kernel), bias, relu, ph, pw, y, arg)
+        elif x.dtype == np.float32 and conv.filters > 1 and ho * wo > 1 and blas.sgemm() is not None:
             # sgemm on each thread's block of images sums as conv2d_forward_cols's matmul does
             # (with one filter or one output cell NumPy and OpenBLAS switch to matrix-vector code)
             z = np.empty((n, ho, wo, conv.filters), x.dtype)
             rows = cols4.reshape(n * ho * wo, -1)
-            parts = _fused.numba.get_num_threads()
+            parts = threads()
             bias = self._bias(x.dtype)
-            _fused.gemm_bias_act_pool_forward(_blas.sgemm(), parts, rows, kernel, bias, relu, ph, pw, z, y, arg)
+            kernels.gemm_bias_act_pool_forward(blas.sgemm(), parts, rows, kernel, bias, relu, ph, pw, z, y, arg)
         else:
             # the same matmul as conv2d_forward_cols, so the same sums as the unfused layer
             z = (cols4.reshape(n * ho * wo, -1) @ kernel).reshape(n, ho, wo, conv.filters)
-            _fused.bias_act_pool_forward(z, self._bias(x.dtype), relu, ph, pw, y, arg)
+            kernels.bias_act_pool_forward(z, self._bias(x.dtype), relu, ph, pw, y, arg)
         self._cache = (cols4, y, arg, x.shape)
         return y
 
@@ -93,11 +103,11 @@ class ConvPool:
         k = cols4.shape[3]
         dy = np.ascontiguousarray(dy, dtype=y.dtype)
         relu = conv.activation == "relu"
-        if k <= FUSED_MAX_K and not need_dx:
-            padded = _fused.pad_filters(np.zeros(conv.filters, y.dtype)).size
+        if k <= SMALL_K and not need_dx:
+            padded = kernels.pad_filters(np.zeros(conv.filters, y.dtype)).size
             dw_parts = np.empty((chunks, k, padded), y.dtype)
             db_parts = np.empty((chunks, padded), y.dtype)
-            _fused.conv_pool_weight_grads_small(cols4, y, arg, dy, relu, *self.pool.pool_size, dw_parts, db_parts)
+            kernels.conv_pool_weight_grads_small(cols4, y, arg, dy, relu, *self.pool.pool_size, dw_parts, db_parts)
             conv.store_grad("kernel", dw_parts.sum(axis=0)[:, : conv.filters].reshape(conv.kernel.shape))
             if conv.use_bias:
                 conv.store_grad("bias", db_parts.sum(axis=0)[: conv.filters])
@@ -110,7 +120,7 @@ class ConvPool:
         geometry = (*conv.kernel_size, *conv.strides, *conv.dilation_rate, top, left)
         # without need_dx the kernel only reads dx's shape: a (1, 1, 1, C) stand-in avoids the allocation
         dx = np.empty(x_shape if need_dx else (1, 1, 1, x_shape[3]), y.dtype)
-        _fused.conv_pool_backward(
+        kernels.conv_pool_backward(
             cols4,
             y,
             arg,

@@ -17,7 +17,7 @@ import ctypes
 import functools
 from typing import Any
 
-from cnnlab import _fused
+from cnnlab._accel import AVAILABLE
 
 #: CBLAS constants (cblas.h)
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
@@ -28,7 +28,7 @@ _NAMES = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")
 @functools.cache
 def sgemm() -> Any:
     """``cblas_sgemm`` with int64 sizes as a ctypes function numba can call, or ``None``."""
-    if not _fused.AVAILABLE:
+    if not AVAILABLE:
         return None
     try:
         from threadpoolctl import threadpool_info

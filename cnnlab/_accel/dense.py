@@ -1,11 +1,12 @@
-"""The training step of a dense network (the lecture's net1) as compiled parallel regions.
+"""The training step of a dense network (``[Input] [Flatten] Dense ... Dense``) as compiled
+parallel regions.
 
 For an MLP at batch size 32 every matmul is skinny, and a step is a chain of them followed by
 Adam, a memory-bound pass over all 1.15 M weights. Done the usual way (NumPy's matmul with
 OpenBLAS's threads, then Adam with numba's), the two thread pools take turns: each spins while
 the other works, so they cannot both have the two cores, and Adam rereads every gradient from
 memory. Here numba's threads do everything: per layer and direction one parallel region, in
-which each core calls single-threaded OpenBLAS ``sgemm`` (:mod:`cnnlab._blas`) on its share of
+which each core calls single-threaded OpenBLAS ``sgemm`` (:mod:`cnnlab._accel.blas`) on its share of
 the columns (forward) or of the kernel's rows (backward), then finishes that share at once:
 bias and ReLU in the forward pass; in the backward pass the ReLU mask of the input gradient,
 and Adam on the kernel rows whose gradient it just computed (still in cache), after having
@@ -14,7 +15,7 @@ backward pass goes, as they would be after it: each row is read before it is wri
 
 The numbers are those of the layer-by-layer step (same sgemm on the same blocks, same
 elementwise operations; tested to float32 rounding) and ``Adam`` is applied through
-:func:`cnnlab._fused.adam_span`, the kernel ``Adam.apply`` uses.
+:func:`cnnlab._accel.kernels.adam_span`, the kernel ``Adam.apply`` uses.
 
 Used by ``fit`` when numba and NumPy's OpenBLAS are available, the data are float32, the
 optimizer is ``Adam`` and the model is ``[Input] [Flatten] Dense ... Dense`` with ReLU or
@@ -28,25 +29,24 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import _blas, _fused
+from cnnlab._accel import AVAILABLE, blas, kernels, njit, numba, threads
 from cnnlab.layers.core import Dense, Flatten, InputLayer
 from cnnlab.ops.activations import flush_subnormals
 from cnnlab.optimizers import Adam
 
 
 def available() -> bool:
-    """Whether the compiled step can run here (numba and NumPy's OpenBLAS, see :mod:`cnnlab._blas`)."""
-    return _blas.sgemm() is not None
+    """Whether the compiled step can run here (numba and NumPy's OpenBLAS, see :mod:`cnnlab._accel.blas`)."""
+    return blas.sgemm() is not None
 
 
 # sgemm and the thread count come in as arguments, not as globals: numba can then cache the
 # compiled code (a C function's address changes from one process to the next).
-if _fused.AVAILABLE:
-    numba = _fused.numba
-    adam_span = _fused.adam_span
-    R, N, T = _blas.ROW_MAJOR, _blas.NO_TRANS, _blas.TRANS
+if AVAILABLE:
+    adam_span = kernels.adam_span
+    R, N, T = blas.ROW_MAJOR, blas.NO_TRANS, blas.TRANS
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def forward(gemm, parts, x, w, b, relu, y):  # pragma: no cover - compiled
         """``y = x @ w + b`` (ReLU if ``relu``); ``x: (M, K)``, ``w: (K, N)``, ``y: (M, N)``.
         Each of ``parts`` threads takes a block of columns (a multiple of 16 wide)."""
@@ -85,7 +85,7 @@ if _fused.AVAILABLE:
                         value = 0
                     yi[j] = value
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def backward(gemm, parts, x, dz, w, gw, mw, vw, b, gb, mb, vb, consts, need_dx, mask, dx, dx_t):  # pragma: no cover
         """One Dense layer's backward pass and Adam update.
 
@@ -131,7 +131,7 @@ if _fused.AVAILABLE:
                         gb[j] += dz[i, j]
                 adam_span(b, gb, mb, vb, c1, c2, eps, alpha, m_floor, g_floor)
 
-    @numba.njit(parallel=True, cache=True)
+    @njit(parallel=True)
     def infer(gemm, parts, block, x, kernels, biases, relu, width, z):  # pragma: no cover
         """Inference through Dense layers: ``x: (M, K0)`` -> logits ``z: (M, N_last)``.
 
@@ -181,19 +181,19 @@ else:
     forward = backward = infer = None
 
 
-def covers(model: Any, dtype: np.dtype) -> bool:
-    """Whether the compiled kernels can run ``model`` on ``dtype`` data: ``[Input] [Flatten] Dense
-    ... Dense`` (or Dense layers on 2-d inputs), float32 weights, ReLU or linear hidden layers."""
-    layers = model.layers
+def covers(layers: list, dtype: np.dtype) -> bool:
+    """Whether the compiled kernels can run these layers on ``dtype`` data: ``[Input] [Flatten]
+    Dense ... Dense`` (or Dense layers on 2-d inputs), float32 weights, ReLU or linear hidden
+    layers."""
     dense = [layer for layer in layers if isinstance(layer, Dense)]
-    if not dense or np.dtype(dtype) != np.float32 or not model.built:
+    if not dense or np.dtype(dtype) != np.float32 or not all(layer.built for layer in dense):
         return False
     head = layers[: layers.index(dense[0])]
     if any(not isinstance(layer, (InputLayer, Flatten)) for layer in head):
         return False
     if len(layers) - len(head) != len(dense):  # only Dense layers after the first Dense
         return False
-    if len(model.input_shape) != 2 and not any(isinstance(layer, Flatten) for layer in head):
+    if len(dense[0].build_input_shape) != 2:
         return False
     if any(layer.activation not in ("relu", "linear") for layer in dense[:-1]):
         return False
@@ -206,53 +206,56 @@ def covers(model: Any, dtype: np.dtype) -> bool:
 INFER_ROWS = 256
 
 
-def predict(model: Any, x: np.ndarray) -> np.ndarray:
-    """Outputs of a model :func:`covers` for ``x: (N, ...)``, through :func:`infer`: each thread
+def predictor(layers: list, dtype: np.dtype):
+    """A compiled whole-model forward for layers :func:`covers`, or None."""
+    if not covers(layers, dtype):
+        return None
+    return lambda x: predict(layers, x)
+
+
+def predict(layers: list, x: np.ndarray) -> np.ndarray:
+    """Outputs of layers :func:`covers` for ``x: (N, ...)``, through :func:`infer`: each thread
     takes 256 samples at a time through every layer (sgemm, then bias and ReLU while the block is
     in cache) and the last layer's activation runs on the logits, as ``Dense`` does. The same
     sums as the layer-by-layer forward, which OpenBLAS may round differently for other row
-    counts (tested to float32 rounding). Measured: 10,000 images through net1 0.099 -> 0.085 s."""
-    dense = [layer for layer in model.layers if isinstance(layer, Dense)]
+    counts (tested to float32 rounding)."""
+    dense = [layer for layer in layers if isinstance(layer, Dense)]
     rows = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32)
-    kernels = tuple(np.ascontiguousarray(layer.kernel) for layer in dense)
+    kernels_ = tuple(np.ascontiguousarray(layer.kernel) for layer in dense)
     biases = tuple(layer.bias if layer.use_bias else np.zeros(layer.units, np.float32) for layer in dense)
     relu = np.array([layer.activation == "relu" for layer in dense[:-1]] + [False])
     width = max([layer.units for layer in dense[:-1]] + [1])
     z = np.empty((len(rows), dense[-1].units), np.float32)
-    infer(_blas.sgemm(), _fused.numba.get_num_threads(), INFER_ROWS, rows, kernels, biases, relu, width, z)
+    infer(blas.sgemm(), threads(), INFER_ROWS, rows, kernels_, biases, relu, width, z)
     return dense[-1].activate(z, training=False)
 
 
 class DenseStep:
-    """Forward, loss, backward and Adam update of a dense ``Sequential`` model in one call."""
+    """Forward, loss, backward and Adam update of a dense network in one call."""
 
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.dense = [layer for layer in model.layers if isinstance(layer, Dense)]
-        flat = model._flat
-        base = flat.__array_interface__["data"][0]
-
-        def offset(a: np.ndarray) -> int:
-            return (a.__array_interface__["data"][0] - base) // flat.itemsize
-
+    def __init__(self, layers: list, store: Any, optimizer: Adam) -> None:
+        self.dense = [layer for layer in layers if isinstance(layer, Dense)]
+        self.store, self.optimizer = store, optimizer
         self.spans = []
         for layer in self.dense:
-            k = layer.kernel
-            lo = offset(k)
-            bias = (offset(layer.bias), offset(layer.bias) + layer.bias.size) if layer.use_bias else (0, 0)
-            self.spans.append(((lo, lo + k.size), bias))
+            bias = store.span(layer, "bias") if layer.use_bias else (0, 0)
+            self.spans.append((store.span(layer, "kernel"), bias))
 
     @staticmethod
-    def applies(model: Any, dtype: np.dtype) -> bool:
-        if not isinstance(model.optimizer, Adam) or model._flat is None or model._flat.dtype != np.float32:
-            return False
-        return all(layer.trainable for layer in model.layers if isinstance(layer, Dense)) and covers(model, dtype)
+    def match(leaves: list, dtype: np.dtype, optimizer: Any, store: Any) -> DenseStep | None:
+        layers = [layer for layer, _ in leaves]
+        if not isinstance(optimizer, Adam) or store.flat is None or store.flat.dtype != np.float32:
+            return None
+        dense = [trainable for layer, trainable in leaves if isinstance(layer, Dense)]
+        if not all(dense) or not covers(layers, dtype):
+            return None
+        return DenseStep(layers, store, optimizer)
 
-    def run(self, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, xb: np.ndarray, yb: np.ndarray, loss: Any) -> tuple[np.ndarray, np.ndarray]:
         """One training step on a batch; returns per-sample losses and the outputs. If a loss
         value is NaN or infinite, nothing is updated (``fit`` then stops)."""
-        gemm, parts = _blas.sgemm(), _fused.numba.get_num_threads()
-        model, dense = self.model, self.dense
+        gemm, parts = blas.sgemm(), threads()
+        dense = self.dense
         acts = [np.ascontiguousarray(xb.reshape(len(xb), -1), dtype=np.float32)]
         last = dense[-1]
         for layer in dense[:-1]:
@@ -262,8 +265,8 @@ class DenseStep:
         z = np.empty((len(xb), last.units), np.float32)
         forward(gemm, parts, acts[-1], last.kernel, self._bias(last), False, z)
         out = last.activate(z, training=True)
-        from_logits = model._loss_from_logits()
-        values, grad = model.loss.value_and_grad(yb, out, last.last_logits if from_logits else None)
+        from_logits = loss.logits_activation is not None and last.activation == loss.logits_activation
+        values, grad = loss.value_and_grad(yb, out, last.last_logits if from_logits else None)
         flush_subnormals(grad)
         if np.all(np.isfinite(values)):
             self._backward(acts, np.ascontiguousarray(last.activation_backward(grad, from_logits), np.float32))
@@ -271,9 +274,9 @@ class DenseStep:
         return values, out
 
     def _backward(self, acts: list[np.ndarray], dz: np.ndarray) -> None:
-        gemm, parts = _blas.sgemm(), _fused.numba.get_num_threads()
-        model, opt = self.model, self.model.optimizer
-        flat, grads = model._flat, model._flat_grads
+        gemm, parts = blas.sgemm(), threads()
+        opt = self.optimizer
+        flat, grads = self.store.flat, self.store.grads
         m_all, v_all = opt.moments(flat)
         consts = opt.constants(flat.dtype)
         for index in range(len(self.dense) - 1, -1, -1):
@@ -287,7 +290,7 @@ class DenseStep:
             bias = (flat[blo:bhi], grads[blo:bhi], m_all[blo:bhi], v_all[blo:bhi])
             backward(gemm, parts, x, dz, *kernel, *bias, consts, need_dx, mask, dx, dx_t)
             dz = dx
-        opt.end_step()
+        opt.end_step(flush=kernels.flush_tiny)
 
     @staticmethod
     def _bias(layer: Dense) -> np.ndarray:

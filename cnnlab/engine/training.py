@@ -1,0 +1,279 @@
+"""The engine that trains and runs a model: one training step, the ``fit`` loop, evaluation and
+prediction, all through the model's execution plan (:mod:`cnnlab.engine.plan`).
+
+A training step::
+
+    out = unit_k(... unit_1(x))                     # forward, each unit keeps its cache
+    loss, g = loss.value_and_grad(y, out, logits)   # from logits after softmax, as Keras/TF
+    g = unit.backward(g) for units in reverse        # fills the flat gradient array
+    plan.update(flat, grads)                         # the optimizer
+
+The engine knows no layer class: the model gives it its leaf layers (nested models expanded)
+with their effective trainability, and the plan decides which kernels run them.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from cnnlab import config
+from cnnlab.engine.params import ParameterStore
+from cnnlab.engine.plan import Plan, build_plan, plan_key
+from cnnlab.layers.base import CHUNK_BYTES
+from cnnlab.ops.activations import flush_subnormals
+from cnnlab.progress import Progbar
+from cnnlab.random import generator
+
+
+class TrainingStopped(RuntimeWarning):
+    """Issued when ``fit`` stops early because the loss became NaN or infinite."""
+
+
+@contextmanager
+def defer_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, so an optimizer update is never half-applied."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
+
+
+class Engine:
+    """Parameters, plan and loops of one model (``model._engine``)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.store = ParameterStore()
+        self._plans: dict[bool, Plan] = {}
+        #: seconds numba spent compiling kernels during the current/last ``fit``
+        self.compile_seconds = 0.0
+
+    # ------------------------------------------------------------ plan
+    def leaves(self) -> list[tuple[Any, bool]]:
+        return self.model._leaves()
+
+    def plan(self, dtype: np.dtype, training: bool) -> Plan:
+        """The plan for ``dtype`` inputs, rebuilt when layers, trainability, float type,
+        optimizer or kernel choice changed."""
+        leaves = self.leaves()
+        optimizer = self.model.optimizer if training else None
+        key = plan_key(leaves, dtype, optimizer, config.kernels())
+        cached = self._plans.get(training)
+        if training:
+            rebuilt = self.store.bind(leaves, self.model.optimizer)
+            if rebuilt:
+                cached = None
+        if cached is None or cached.key != key:
+            cached = build_plan(leaves, dtype, optimizer, self.store if training else None)
+            self._plans[training] = cached
+        return cached
+
+    def invalidate(self) -> None:
+        self._plans.clear()
+
+    # ------------------------------------------------------------ one step
+    def from_logits(self) -> bool:
+        last = self.leaves()[-1][0]
+        wanted = self.model.loss.logits_activation
+        return wanted is not None and getattr(last, "activation", None) == wanted
+
+    def gradients(self, plan: Plan, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Forward, loss, backward through ``plan``; gradients land in the flat gradient array.
+        Returns per-sample losses and the outputs (for metrics)."""
+        first = plan.first_trainable
+        out = xb
+        for step in plan.steps:
+            out = step.unit.forward(out, training=True)
+        from_logits = self.from_logits()
+        last = plan.steps[-1].unit
+        values, grad = self.model.loss.value_and_grad(yb, out, last.last_logits if from_logits else None)
+        flush_subnormals(grad)  # see ops.activations.flush_subnormals: TF does the same
+        for step in reversed(plan.steps):
+            if step.stop <= first:
+                break  # nothing before the first trainable layer needs a gradient
+            need_dx = step.start > first
+            if step is plan.steps[-1] and from_logits:
+                grad = step.unit.backward(grad, need_dx=need_dx, from_logits=True)
+            else:
+                grad = step.unit.backward(grad, need_dx=need_dx)
+        for step in plan.steps:
+            step.unit.release()
+        return values, out
+
+    def train_batch(self, plan: Plan, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """One optimizer step; returns losses, outputs and whether the weights were updated (not
+        when a loss value is NaN or infinite)."""
+        if plan.whole_step is not None:
+            with defer_interrupt():  # this step also updates the weights
+                values, out = plan.whole_step.run(xb, yb, self.model.loss)
+            return values, out, bool(np.all(np.isfinite(values)))
+        values, out = self.gradients(plan, xb, yb)
+        if not np.all(np.isfinite(values)):
+            return values, out, False
+        with defer_interrupt():
+            plan.update(self.store.flat, self.store.grads)
+        return values, out, True
+
+    # ------------------------------------------------------------ fit
+    def fit_epochs(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        validation: tuple[np.ndarray, np.ndarray] | None,
+        batch_size: int,
+        epochs: int,
+        initial_epoch: int,
+        shuffle: bool,
+        verbose: int,
+        callbacks: list[Any],
+    ) -> None:
+        """Keras's epoch loop. Kernel compilation (first run on a CPU) is announced and kept out
+        of the epoch times shown and measured by ``compile_seconds``."""
+        from cnnlab._accel import CompileWatch
+
+        model = self.model
+        floatx = config.floatx()
+        plan = self.plan(np.dtype(floatx), training=True)
+        steps = math.ceil(len(x) / batch_size)
+        self.compile_seconds = 0.0
+
+        def announce() -> None:
+            if verbose:
+                print("compiling kernels for this CPU, once (they are cached for later runs) ...", flush=True)
+
+        with plan.threads(), CompileWatch(announce) as watch:
+            for epoch in range(initial_epoch, epochs):
+                for cb in callbacks:
+                    cb.on_epoch_begin(epoch)
+                if verbose:
+                    print(f"Epoch {epoch + 1}/{epochs}")
+                bar = Progbar(steps, verbose=verbose)
+                order = generator().permutation(len(x)) if shuffle else np.arange(len(x))
+                loss_sum, counts, seen = 0.0, np.zeros(len(model._metrics)), 0
+                logs: dict[str, float] = {}
+                for step in range(steps):
+                    idx = order[step * batch_size : (step + 1) * batch_size]
+                    if shuffle:
+                        idx = np.sort(idx)  # same batch contents, friendlier memory access
+                    xb = x[idx].astype(floatx, copy=False)
+                    yb = y[idx]
+                    for cb in callbacks:
+                        cb.on_train_batch_begin(step)
+                    before = watch.seconds
+                    values, out, updated = self.train_batch(plan, xb, yb)
+                    if watch.seconds != before:  # compilation is not training time
+                        bar.start += watch.seconds - before
+                        self.compile_seconds = watch.seconds
+                    if not updated:
+                        warnings.warn(
+                            f"fit: the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1}; "
+                            "training stopped and the weights are those after the last finite step. "
+                            "Try a smaller learning_rate or scaled inputs (x / 255).",
+                            TrainingStopped,
+                            stacklevel=3,
+                        )
+                        model.stop_training = True
+                        break
+                    loss_sum += float(values.sum())
+                    counts += [float(fn(yb, out).sum()) for _, fn in model._metrics]
+                    seen += len(idx)
+                    logs = {
+                        "loss": loss_sum / seen,
+                        **{n: c / seen for (n, _), c in zip(model._metrics, counts, strict=True)},
+                    }
+                    for cb in callbacks:
+                        cb.on_train_batch_end(step, logs)
+                    bar.update(step + 1, logs)
+                if model.stop_training and not logs:
+                    break
+                if validation is not None:
+                    before = watch.seconds
+                    val_loss, val_mets = self.evaluate_arrays(*validation)
+                    bar.start += watch.seconds - before
+                    self.compile_seconds = watch.seconds
+                    logs["val_loss"] = val_loss
+                    logs.update({f"val_{n}": v for (n, _), v in zip(model._metrics, val_mets, strict=True)})
+                bar.update(step + 1 if steps else 0, logs, finalize=True)
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, logs)
+                if model.stop_training:
+                    break
+
+    # ------------------------------------------------------------ inference
+    def chunk_size(self, sample_shape: tuple[int, ...]) -> int:
+        """Samples per chunk so one chunk's temporaries stay below ``CHUNK_BYTES``."""
+        shape: tuple[int, ...] = (1, *sample_shape)
+        total = 0
+        for layer, _ in self.leaves():
+            total += layer.work_bytes_per_sample(shape) + int(np.prod(shape)) * 8
+            shape = layer.compute_output_shape(shape)  # type: ignore[assignment]
+        return max(32, CHUNK_BYTES // max(total, 1))
+
+    def _forward(self, plan: Plan, x: np.ndarray, stop: int | None = None) -> np.ndarray:
+        steps = plan.steps if stop is None else plan.steps[:stop]
+        for step in steps:
+            x = step.unit.forward(x, training=False)
+            step.unit.release()
+        return x
+
+    def predict_array(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for every sample of ``x``, in memory-bounded chunks."""
+        plan = self.plan(x.dtype, training=False)
+        if len(x) == 0:
+            return np.empty((0, *self.model.compute_output_shape((None, *x.shape[1:]))[1:]), config.floatx())
+        if plan.whole_predict is not None:
+            with plan.threads(compiled=True):
+                return plan.whole_predict(x)
+        with plan.threads():
+            n = len(x)
+            chunk = self.chunk_size(x.shape[1:])
+            if n <= chunk:
+                return self._forward(plan, x)
+            first = self._forward(plan, x[:chunk])
+            out = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+            out[:chunk] = first
+            for start in range(chunk, n, chunk):
+                out[start : start + chunk] = self._forward(plan, x[start : start + chunk])
+            return out
+
+    def evaluate_arrays(self, x: np.ndarray, y: np.ndarray, chunk: int | None = None) -> tuple[float, list[float]]:
+        """Mean loss and metrics over ``(x, y)``; the last layer keeps its logits for the loss."""
+        model = self.model
+        floatx = config.floatx()
+        plan = self.plan(np.dtype(floatx), training=False)
+        chunk = chunk or self.chunk_size(x.shape[1:])
+        fused = self.from_logits()
+        loss_sum, counts = 0.0, np.zeros(len(model._metrics))
+        last = plan.steps[-1].unit
+        with plan.threads():
+            for start in range(0, len(x), chunk):
+                xb = x[start : start + chunk].astype(floatx, copy=False)
+                yb = y[start : start + chunk]
+                out = self._forward(plan, xb, stop=len(plan.steps) - 1)
+                logits = None
+                if fused:
+                    out = last.forward(out, training=True)  # keeps the logits for the loss
+                    logits = last.last_logits
+                    last.release()
+                else:
+                    out = last.forward(out, training=False)
+                values, _ = model.loss.value_and_grad(yb, out, logits)
+                loss_sum += float(values.sum())
+                counts += [float(fn(yb, out).sum()) for _, fn in model._metrics]
+        n = len(x)
+        return loss_sum / n, [float(c / n) for c in counts]

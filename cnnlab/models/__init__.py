@@ -1,0 +1,22 @@
+"""Model containers: ``Sequential`` (also usable as a layer of another model) and its summary.
+
+``load_model`` reads files written by ``model.save`` (:mod:`cnnlab.saving`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnnlab.engine import TrainingStopped
+from cnnlab.models.sequential import Model, Sequential
+
+#: set by cnnlab.saving when it is imported (saving imports models, never the reverse)
+_file_reader: Any = None
+
+
+def load_model(path: Any, compile: bool = True) -> Sequential:
+    """Load a model written by ``model.save(path)`` (``keras.models.load_model``)."""
+    return _file_reader(path, compile=compile)
+
+
+__all__ = ["Sequential", "Model", "TrainingStopped", "load_model"]
