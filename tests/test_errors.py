@@ -89,7 +89,7 @@ def test_set_weights_pytorch_layout_hint():
         (lambda: AveragePooling2D(padding=3), r"padding to be 'valid' or 'same'"),
         (lambda: Dense(-2), r"units to be a positive integer"),
         (lambda: Dropout(1.0), r"rate to be a number in \[0, 1\)"),
-        (lambda: cl.optimizers.Adam(learning_rate=-1), r"learning_rate to be a positive number"),
+        (lambda: cl.optimizers.Adam(learning_rate=-1), r"learning_rate to be a finite positive number"),
         (lambda: cl.optimizers.get("adamw2"), r"Unknown optimizer 'adamw2'"),
         (lambda: cl.losses.get("hinge2"), r"Unknown loss 'hinge2'"),
     ],

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 import cnnlab as cl
-from cnnlab import _fused
+from cnnlab import _accel, config
 from cnnlab.layers import Conv2D, Dense, Flatten, MaxPool2D
 from cnnlab.models import TrainingStopped
+from tests.numerics import a64, assert_within, sum_bound
+
+needs_numba = pytest.mark.skipif(not _accel.AVAILABLE, reason="numba is not installed")
 
 
 def blobs(n=300, seed=0):
@@ -87,7 +90,7 @@ def test_evaluate_matches_manual_mean_and_predict_chunks(monkeypatch):
     assert model.evaluate(x, labels, verbose=0)[0] == pytest.approx(manual, rel=1e-5)
     assert model.evaluate(x, labels, verbose=0)[1] == pytest.approx((p.argmax(1) == labels).mean())
     # a tiny chunk budget must give the same predictions
-    monkeypatch.setattr("cnnlab.models.CHUNK_BYTES", 1)
+    monkeypatch.setattr("cnnlab.engine.training.CHUNK_BYTES", 1)
     np.testing.assert_array_equal(model.predict(x), p)
 
 
@@ -166,25 +169,6 @@ def test_progress_output(capsys):
     assert capsys.readouterr().out == ""
 
 
-@pytest.mark.skipif(not _fused.AVAILABLE, reason="numba is not installed")
-def test_fused_adam_gives_the_same_numbers_as_numpy():
-    rng = np.random.default_rng(3)
-    w0 = rng.normal(size=50_000).astype(np.float32)
-    results = []
-    for fused in (True, False):
-        opt = cl.optimizers.Adam()
-        w = w0.copy()
-        original = _fused.AVAILABLE
-        _fused.AVAILABLE = fused
-        try:
-            for step in range(4):
-                opt.apply(w, np.random.default_rng(step).normal(size=w.size).astype(np.float32))
-        finally:
-            _fused.AVAILABLE = original
-        results.append(w)
-    np.testing.assert_array_equal(results[0], results[1])
-
-
 def test_float64_training():
     cl.config.set_floatx("float64")
     x, labels = blobs(30)
@@ -203,40 +187,25 @@ def test_config_round_trip():
     assert clone.layers[0].get_config() == model.layers[0].get_config()
 
 
-@pytest.mark.skipif(not _fused.AVAILABLE, reason="numba is not installed")
-@pytest.mark.parametrize(
-    ("pool", "strides", "padding"), [((2, 2), None, "valid"), ((3, 3), (2, 2), "same"), ((2, 3), (1, 1), "valid")]
-)
-def test_fused_max_pool_gives_the_same_numbers_as_numpy(pool, strides, padding, monkeypatch):
-    from cnnlab.ops import pool as pool_ops
+def _update(opt, fused):
+    if fused and _accel.AVAILABLE:
+        from cnnlab._accel import optim
 
-    rng = np.random.default_rng(4)
-    x = rng.integers(-3, 3, size=(6, 15, 14, 8)).astype(np.float32)  # many ties, above the fused-size threshold
-    dy = rng.normal(size=pool_ops.max_pool2d_forward(x, pool, strides, padding).shape).astype(np.float32)
-    results = []
-    for fused in (True, False):
-        monkeypatch.setattr(_fused, "AVAILABLE", fused)
-        y, arg = pool_ops.max_pool2d_forward_argmax(x, pool, strides, padding)
-        dx = pool_ops.max_pool2d_backward(dy, arg, x.shape, pool, strides, padding)
-        results.append((y, arg, dx))
-    (y1, arg1, dx1), (y2, arg2, dx2) = results
-    np.testing.assert_array_equal(y1, y2)
-    np.testing.assert_array_equal(arg1, arg2)
-    # overlapping windows add in a different order: equal up to float32 rounding
-    np.testing.assert_allclose(dx1, dx2, rtol=1e-6, atol=1e-6)
+        return optim.update_for(opt, np.dtype(np.float32))
+    return opt.apply
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_adam_state_of_units_without_gradient_never_goes_subnormal(fused, monkeypatch):
+def test_adam_state_of_units_without_gradient_never_goes_subnormal(fused):
     # m decays by 0.9 per step once the gradient is 0: after ~850 steps it would be subnormal,
     # which makes every later update ~20x slower on x86 (measured in benchmarks/RESULTS.md)
-    monkeypatch.setattr(_fused, "AVAILABLE", fused and _fused.AVAILABLE)
     w = np.ones(8192, np.float32)
     opt = cl.optimizers.Adam()
-    opt.apply(w, np.full(w.size, 1e-3, np.float32))
+    update = _update(opt, fused)
+    update(w, np.full(w.size, 1e-3, np.float32))
     zero = np.zeros(w.size, np.float32)
     for _ in range(1000):
-        opt.apply(w, zero)
+        update(w, zero)
     m = opt._slots["m"]
     tiny = np.finfo(np.float32).tiny
     assert not np.any((m != 0) & (np.abs(m) < tiny))
@@ -244,13 +213,17 @@ def test_adam_state_of_units_without_gradient_never_goes_subnormal(fused, monkey
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_periodic_flush_zeroes_exactly_the_subnormal_slot_values(fused, monkeypatch):
-    monkeypatch.setattr(_fused, "AVAILABLE", fused and _fused.AVAILABLE)
+def test_periodic_flush_zeroes_exactly_the_subnormal_slot_values(fused):
+    flush = None
+    if fused and _accel.AVAILABLE:
+        from cnnlab._accel import kernels
+
+        flush = kernels.flush_tiny
     tiny = np.finfo(np.float32).tiny
     values = np.array([tiny / 2, -tiny / 3, tiny, -tiny, 1e-30, 0.5, -2.0, 0.0] * 4, np.float32)
     opt = cl.optimizers.Adam()
     opt._slots = {"m": values.copy(), "v": values.reshape(4, 8).copy()}
-    opt._flush_subnormals()
+    opt._flush_subnormals(flush)
     expected = np.where(np.abs(values) < tiny, 0, values)
     np.testing.assert_array_equal(opt._slots["m"], expected)
     np.testing.assert_array_equal(opt._slots["v"], expected.reshape(4, 8))
@@ -264,82 +237,108 @@ def test_softmax_outputs_are_never_subnormal():
     np.testing.assert_array_equal(p, [[1.0, 0.0, 0.0]])
 
 
-@pytest.mark.skipif(not _fused.AVAILABLE, reason="numba is not installed")
+@needs_numba
+def test_fused_adam_gives_the_same_numbers_as_numpy():
+    from cnnlab._accel import optim
+
+    rng = np.random.default_rng(3)
+    w0 = rng.normal(size=50_000).astype(np.float32)
+    results = []
+    for fused in (True, False):
+        opt = cl.optimizers.Adam()
+        update = optim.update_for(opt, np.dtype(np.float32)) if fused else opt.apply
+        w = w0.copy()
+        for step in range(4):
+            update(w, np.random.default_rng(step).normal(size=w.size).astype(np.float32))
+        results.append((w, opt._slots["m"], opt._slots["v"], opt.iterations))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)  # the same elementwise operations in the same order
+
+
+@needs_numba
+@pytest.mark.parametrize(
+    ("pool", "strides", "padding"),
+    [((2, 2), None, "valid"), ((3, 3), (2, 2), "same"), ((2, 3), (1, 1), "valid"), ((12, 12), (1, 1), "valid")],
+)
+def test_fast_max_pool_gives_the_numbers_of_the_reference(pool, strides, padding):
+    from cnnlab._accel.pool import FastMaxPool
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(-3, 3, size=(6, 15, 14, 8)).astype(np.float32)  # many ties
+    layer = MaxPool2D(pool, strides=strides, padding=padding)
+    y = layer.forward(x, training=True)
+    dy = rng.normal(size=y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    unit = FastMaxPool(layer)
+    y2 = unit.forward(x, training=True)
+    dx2 = unit.backward(dy)
+    np.testing.assert_array_equal(y2, y)  # pooling compares and moves values: exact
+    # overlapping windows add several dy into one cell, in another order
+    overlap = int(np.ceil(pool[0] / (strides or pool)[0]) * np.ceil(pool[1] / (strides or pool)[1]))
+    assert_within(dx2, dx, sum_bound(a64(dy).max() * overlap, overlap, np.float32), "dx")
+
+
+@needs_numba
 @pytest.mark.parametrize(
     ("cfg", "shape"),
     [
-        (dict(filters=30, kernel_size=2, activation="relu"), (16, 28, 28, 1)),  # the lecture's conv1: fused kernel
+        (dict(filters=30, kernel_size=2, activation="relu"), (16, 28, 28, 1)),  # small K: one-pass kernel
         (dict(filters=6, kernel_size=3, strides=2, padding="same"), (8, 15, 14, 1)),
-        (dict(filters=5, kernel_size=2, activation="relu", padding="same"), (8, 13, 13, 8)),  # compiled im2col/col2im
+        (dict(filters=5, kernel_size=2, activation="relu", padding="same"), (8, 13, 13, 8)),  # compiled im2col
         (dict(filters=4, kernel_size=(2, 3), dilation_rate=2, activation="relu"), (6, 12, 11, 6)),
+        (dict(filters=7, kernel_size=5, activation="tanh", padding="same"), (4, 10, 9, 3)),
     ],
     ids=str,
 )
-def test_compiled_conv_paths_match_numpy(cfg, shape, monkeypatch):
+def test_fast_conv_matches_the_reference_layer(cfg, shape):
+    from cnnlab._accel.conv import FastConv
+    from cnnlab.ops.conv import im2col
+
     rng = np.random.default_rng(11)
     x = rng.normal(size=shape).astype(np.float32)
-    results = []
-    for fused in (True, False):
-        monkeypatch.setattr(_fused, "AVAILABLE", fused)
-        cl.set_seed(2)
-        layer = Conv2D(**cfg)
-        layer.build((None, *shape[1:]))
-        y = layer.forward(x, training=True)
-        dy = np.random.default_rng(12).normal(size=y.shape).astype(np.float32)
-        dx = layer.backward(dy.copy())
-        results.append((y, dx, layer.grads["kernel"].copy(), layer.grads["bias"].copy()))
-    for fast, plain in zip(*results, strict=True):
-        # gathering is exact; sums run in another order, so equal up to float32 rounding
-        np.testing.assert_allclose(fast, plain, rtol=2e-5, atol=2e-4)
+    cl.set_seed(2)
+    layer = Conv2D(**cfg)
+    layer.build((None, *shape[1:]))
+    y = layer.forward(x, training=True)
+    dy = rng.normal(size=y.shape).astype(np.float32)
+    dx = layer.backward(dy.copy())
+    grads = {k: v.copy() for k, v in layer.grads.items()}
+    layer.release()
+    unit = FastConv(layer)
+    y2 = unit.forward(x, training=True)
+    dx2 = unit.backward(dy.copy())
+    cols = im2col(x, layer.kernel_size, layer.strides, layer.padding, layer.dilation_rate)
+    k = cols.shape[-1] * cols.shape[-2] * cols.shape[-3]
+    w = a64(layer.kernel).reshape(k, -1)
+    assert_within(y2, y, sum_bound(a64(cols).reshape(-1, k) @ w + a64(layer.bias), k, np.float32).reshape(y.shape))
+    # the activation's derivative is at most 1 for relu/linear/tanh: |dz| <= |dy|
+    dz = a64(dy).reshape(-1, layer.filters)
+    n = dz.shape[0]
+    assert_within(layer.grads["kernel"].reshape(k, -1), grads["kernel"].reshape(k, -1),
+                  sum_bound(a64(cols).reshape(-1, k).T @ dz, n, np.float32), "kernel")  # fmt: skip
+    assert_within(layer.grads["bias"], grads["bias"], sum_bound(dz.sum(0), n, np.float32), "bias")
+    # dx sums at most kh*kw*filters products per cell
+    terms = layer.kernel.size
+    assert_within(dx2, dx, sum_bound(dz.max() * w.max() * terms, terms, np.float32), "dx")
 
 
-def test_thread_split_gives_the_cores_to_the_work():
-    import os
-
-    cores = os.cpu_count() or 1
+def test_plan_gives_the_cores_to_the_work_and_names_its_units():
     mlp = cl.Sequential([cl.layers.Input((4,)), Dense(3)])
-    assert mlp.thread_split() == (cores, 1)
-    assert cnn().thread_split() == (1, cores)
-
-
-@pytest.mark.skipif(not _fused.AVAILABLE, reason="numba is not installed")
-@pytest.mark.parametrize("activation", ["relu", None])
-def test_fused_conv_pool_step_matches_separate_layers(activation, monkeypatch):
-    from cnnlab.fusion import ConvPool
-
-    rng = np.random.default_rng(5)
-    x = rng.integers(0, 256, size=(32, 28, 28, 1)).astype(np.float32)  # raw pixels, as in the lecture
-    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 32)]
-
-    applies = ConvPool.applies
-
-    def run(fused):
-        # only the fusion is switched off: the separate layers still use the same compiled kernels
-        monkeypatch.setattr(ConvPool, "applies", staticmethod(applies if fused else lambda *args: False))
-        cl.set_seed(7)
-        model = cl.Sequential(
-            [
-                cl.layers.Input((28, 28, 1)),
-                Conv2D(30, 2, activation=activation),
-                MaxPool2D(),
-                Conv2D(30, 2, activation="relu"),
-                MaxPool2D(),
-                Flatten(),
-                Dense(10, activation="softmax"),
-            ]
-        )
-        model.compile("adam", "categorical_crossentropy")
-        fused_units = [u for _, u in model._step_units(np.dtype(np.float32)) if isinstance(u, ConvPool)]
-        assert len(fused_units) == (2 if fused else 0)  # conv1+pool1 (small K) and conv2+pool2 (BLAS, with dx)
-        model._bind_parameters()
-        values, out = model._train_step(x, y)
-        return values, out, model._flat_grads.copy()
-
-    fused, plain = run(True), run(False)
-    # forward: the same sums (conv2's sgemm blocks may round their last rows differently)
-    np.testing.assert_allclose(fused[0], plain[0], rtol=1e-6)
-    np.testing.assert_allclose(fused[1], plain[1], rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(fused[2], plain[2], rtol=1e-4, atol=1e-4 * np.abs(plain[2]).max())
-    overlapping = Conv2D(2, 3)
-    overlapping.build((None, 8, 8, 1))
-    assert applies(overlapping, MaxPool2D(strides=1), np.float32) is False
+    mlp.compile("sgd", "mse")
+    model = cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with config.using_kernels("reference"):
+        assert model.plan() == [
+            "kernels: reference",
+            "layers 0..0: Conv2D (reference)",
+            "layers 1..1: MaxPooling2D (reference)",
+            "layers 2..2: Flatten (reference)",
+            "layers 3..3: Dense (reference)",
+        ]
+        assert not model._engine.plan(np.dtype(np.float32), True).compiled_threads
+    with config.using_kernels("fast"):
+        plan = model._engine.plan(np.dtype(np.float32), True)
+        assert plan.compiled_threads == _accel.AVAILABLE
+        assert not mlp._engine.plan(np.dtype(np.float32), True).compiled_threads
+        if _accel.AVAILABLE:
+            assert model.plan()[1] == "layers 0..1: ConvPool (accelerated)"
