@@ -117,8 +117,9 @@ def _refuse_kind(user: Path | str, final: Path, action: str) -> None:
 
 
 def _file_in_the_way(path: Path) -> Path | None:
-    """The first ancestor folder of ``path`` that exists but is not a folder."""
-    for ancestor in reversed(Path(os.path.abspath(path)).parents):
+    """The first ancestor folder of ``path`` that exists but is not a folder, written as the
+    caller wrote ``path`` (relative stays relative)."""
+    for ancestor in reversed(path.parents):
         if os.path.lexists(ancestor) and not os.path.isdir(ancestor):
             return ancestor
     return None

@@ -163,3 +163,27 @@ def test_save_keeps_mode_and_writes_through_a_symlink(tmp_path):
     assert model.save(link) == link
     assert link.is_symlink() and stat.S_IMODE(real.stat().st_mode) == 0o600
     np.testing.assert_array_equal(cl.models.load_model(link).predict(x), model.predict(x))
+
+
+def test_model_checkpoint_to_an_unwritable_place_fails_before_the_first_epoch(tmp_path):
+    model, x, y = trained_model()
+    (tmp_path / "file.txt").write_text("not a folder")
+    epochs = []
+
+    class Epochs(cl.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs.append(epoch)
+
+    (tmp_path / "folder").mkdir()
+    for filepath, reason in [
+        ("file.txt/e{epoch:02d}.cnnlab", "file.txt is a file, not a folder"),
+        ("file.txt/{epoch}/m.cnnlab", "file.txt is a file, not a folder"),
+        ("file.txt/sub/m.cnnlab", "file.txt is a file, not a folder"),
+        ("folder", "received a directory"),
+    ]:
+        ckpt = cl.callbacks.ModelCheckpoint(str(tmp_path / filepath))
+        with pytest.raises(OSError, match="ModelCheckpoint: cannot save checkpoints to") as info:
+            model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[Epochs(), ckpt])
+        assert str(tmp_path / filepath) in str(info.value) and reason in str(info.value)
+    assert epochs == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder"]
