@@ -1,10 +1,15 @@
-"""Callbacks for ``fit``: the ``Callback`` base class, ``History`` and ``EarlyStopping``."""
+"""Callbacks for ``fit``: the ``Callback`` base class, ``History``, ``EarlyStopping`` and
+``ModelCheckpoint``."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cnnlab._atomic import check_folder, check_target
 
 
 class Callback:
@@ -104,7 +109,8 @@ class ModelCheckpoint(Callback):
     (``save_best_only=True``), like ``keras.callbacks.ModelCheckpoint``.
 
     ``filepath`` may hold ``{epoch}`` and any logged value, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.cnnlab"``;
-    ``{epoch}`` counts from 1, as in Keras. Files are written atomically.
+    ``{epoch}`` counts from 1, as in Keras. Files are written atomically. Where they go is
+    checked when training begins: an unwritable place raises ``OSError`` before the first epoch.
     """
 
     def __init__(
@@ -123,6 +129,18 @@ class ModelCheckpoint(Callback):
         self.filepath, self.monitor, self.save_best_only, self.verbose = str(filepath), monitor, save_best_only, verbose
         self.sign = 1.0 if mode == "max" else -1.0
         self.best = -np.inf
+
+    def on_train_begin(self, logs=None):
+        """Check that checkpoints can be written, so a bad ``filepath`` fails now rather than
+        after the first epoch's work; the part of it before any ``{...}`` field is checked."""
+        action = "ModelCheckpoint: cannot save checkpoints to"
+        if "{" not in self.filepath:
+            check_target(self.filepath, action)
+            return
+        parts = Path(self.filepath).parts
+        fixed = next(i for i, part in enumerate(parts) if "{" in part)
+        # the folders before the first field are known now; the file name is not
+        check_folder(Path(*parts[:fixed]) if fixed else Path(os.curdir), action, shown=self.filepath)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,10 +192,22 @@ def _test_data(model: Any, data: str | None) -> tuple[np.ndarray, np.ndarray]:
     return x_test.reshape(-1, 28, 28, 1).astype(np.float64) * scale, y_test
 
 
+def _check_out(check: Callable[[str], None], path: str) -> None:
+    """Run ``check(path)`` before training, so an unwritable ``--out`` fails at once instead of
+    after the work, with the option to change named."""
+    try:
+        check(path)
+    except OSError as exc:
+        raise UserError(f"{exc} Nothing was trained: give --out a writable place.") from exc
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     import cnnlab as cl
     from cnnlab import lecture
+    from cnnlab._atomic import check_target
 
+    out = args.out or f"{args.model}.cnnlab"
+    _check_out(lambda path: check_target(path, "cannot save the model to"), out)
     cl.set_random_seed(args.seed)
     data = lecture.prepare_data(args.data, args.normalize)
     model = lecture.build_net1() if args.model == "net1" else lecture.build_net2()
@@ -208,7 +221,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         verbose=args.verbose,
     )
     model.metadata = data.metadata
-    path = model.save(args.out or f"{args.model}.cnnlab")
+    path = model.save(out)
     print(f"saved {args.model} to {path}")
 
 
@@ -283,6 +296,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_lecture(args: argparse.Namespace) -> None:
     from cnnlab import lecture
 
+    _check_out(lecture.check_report_folder, args.out)
     lecture.run(args.epochs, args.batch_size, args.seed, args.normalize, args.quick, args.out, args.data, args.verbose)
 
 

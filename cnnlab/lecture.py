@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import cnnlab as cl
-from cnnlab._atomic import atomic_path
+from cnnlab._atomic import atomic_path, check_folder, check_target
 from cnnlab.layers import Conv2D, Dense, Flatten, MaxPool2D
 
 #: what the lecture notes report (TensorFlow 2, 5 epochs, batch 32)
@@ -50,6 +50,27 @@ def build_net2() -> cl.Sequential:
         ],
         name="net2",
     )
+
+
+#: the files :func:`write_report` writes into the report folder
+REPORT_FILES = (
+    "results.json",
+    "net1.cnnlab",
+    "net2.cnnlab",
+    "learning_curves.png",
+    "confusion_matrices.png",
+    "misclassified_net2.png",
+)
+
+
+def check_report_folder(out: str | Path) -> None:
+    """Raise ``OSError`` naming ``out`` now if the report cannot be written there (the folder
+    cannot be made or written, or a report file's name is taken by a directory, FIFO ...);
+    makes the folder if missing. :func:`run` calls it before training."""
+    action = "cannot write the lecture report to"
+    check_folder(out, action)
+    for name in REPORT_FILES:
+        check_target(Path(out) / name, action)
 
 
 @dataclass
@@ -187,7 +208,10 @@ def run(
     data_path: str | None = None,
     verbose: int = 1,
 ) -> dict[str, Any]:
-    """Run the whole lecture; returns (and writes to ``out/results.json``) every figure."""
+    """Run the whole lecture; returns (and writes to ``out/results.json``) every figure.
+
+    The report folder is checked first, so an unwritable ``out`` fails before any training."""
+    check_report_folder(out)
     if seed is not None:
         cl.set_random_seed(seed)
     if quick:

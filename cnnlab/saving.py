@@ -10,7 +10,9 @@ The file is a zip archive (readable with any zip tool) holding:
   ``fit`` resumes exactly where it stopped.
 
 It is written to a temporary file beside the target and renamed into place, so a crash
-never leaves a half-written model. Loading checks everything and names the file and the
+never leaves a half-written model; saving never replaces anything but a regular file,
+writes through symlinks, and keeps the mode and owner of a file it replaces (see
+:mod:`cnnlab._atomic`). Loading checks everything and names the file and the
 problem: not a zip, not a cnnlab model, a newer format version, missing or mis-shaped arrays.
 """
 
@@ -26,6 +28,9 @@ from typing import Any
 import numpy as np
 
 from cnnlab import models, optimizers
+
+# NotRegularFileError is re-exported: what save_model raises for a directory, FIFO, device or socket
+from cnnlab._atomic import NotRegularFileError as NotRegularFileError
 from cnnlab._atomic import atomic_path
 from cnnlab.models import Sequential
 
@@ -45,7 +50,13 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 
 def save_model(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (a built ``Sequential``) to ``path``; returns the path written."""
+    """Write ``model`` (a built ``Sequential``) to ``path``; returns ``path``.
+
+    Atomic: the old file at ``path`` is replaced only by a complete new one, keeping its mode
+    and owner; a symlink is written through. Raises ``OSError`` naming ``path`` when it cannot
+    be written (``NotRegularFileError``, also a ``ValueError``, when it is a directory, FIFO,
+    device or socket), before any weights are serialised.
+    """
     target = Path(path)
     if not model.built:
         raise ValueError(
@@ -69,7 +80,10 @@ def save_model(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any
         "optimizer_slots": sorted(model.optimizer.get_state()) if model.compiled else [],
         "metadata": metadata or {},
     }
-    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+    with (
+        atomic_path(target, action="cannot save the model to") as tmp,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive,
+    ):
         archive.writestr(MANIFEST, json.dumps(manifest, indent=2))
         for i, w in enumerate(weights):
             archive.writestr(f"weights/{i:04d}.npy", _npy_bytes(w))

@@ -141,3 +141,56 @@ def test_bad_option_exits_nonzero(capsys):
         cli.main(["lecture", "--epochs", "0"])
     assert info.value.code == 2
     assert "expected a positive integer, received '0'" in capsys.readouterr().err
+
+
+def _no_training(monkeypatch):
+    """Make any training fail the test: the output place must be checked first."""
+    import cnnlab as cl
+
+    def fit(*args, **kwargs):
+        raise AssertionError("trained before checking the output place")
+
+    monkeypatch.setattr(cl.Sequential, "fit", fit)
+
+
+@pytest.mark.parametrize(
+    "out, reason",
+    [
+        ("file.txt/model.cnnlab", "file.txt is a file, not a folder"),
+        ("file.txt/sub/model.cnnlab", "file.txt is a file, not a folder"),
+        ("folder", "received a directory"),
+        ("pipe", "received a FIFO"),
+    ],
+)
+def test_train_checks_out_before_training(out, reason, tiny_data, tmp_path, monkeypatch, capsys):
+    (tmp_path / "file.txt").write_text("a file")
+    (tmp_path / "folder").mkdir()
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe")
+    elif out == "pipe":
+        pytest.skip("needs a POSIX system")
+    _no_training(monkeypatch)
+    args = ["train", "--model", "net2", "--epochs", "1", "--data", str(tiny_data), "--out", str(tmp_path / out)]
+    assert cli.main(args) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"cnnlab train: cannot save the model to {tmp_path / out}: ")
+    assert reason in err and "Nothing was trained: give --out a writable place." in err
+    assert "Epoch" not in captured.out
+
+
+@pytest.mark.parametrize("blocked", ["out", "results.json", "net2.cnnlab"])
+def test_lecture_checks_out_before_training(blocked, tiny_data, tmp_path, monkeypatch, capsys):
+    (tmp_path / "file.txt").write_text("a file")
+    out = tmp_path / "file.txt" / "report" if blocked == "out" else tmp_path / "report"
+    if blocked != "out":
+        (out / blocked).mkdir(parents=True)  # a folder where the report writes a file
+    _no_training(monkeypatch)
+    assert cli.main(["lecture", "--quick", "--data", str(tiny_data), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("cnnlab lecture: cannot write the lecture report to ")
+    assert str(out) in err and "--out" in err
+    assert "file.txt is a file, not a folder" in err if blocked == "out" else "received a directory" in err
+    assert captured.out == ""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import zipfile
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 
 import cnnlab as cl
 from cnnlab.layers import AveragePooling2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D
-from cnnlab.saving import ModelFileError
+from cnnlab.saving import ModelFileError, NotRegularFileError
 
 
 def trained_model():
@@ -133,3 +135,55 @@ def test_model_checkpoint_saves_best_only(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"e{i:02d}.cnnlab" for i in improved]
     best = cl.models.load_model(tmp_path / f"e{improved[-1]:02d}.cnnlab")
     assert best.count_params() == model.count_params()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a POSIX system")
+def test_save_never_replaces_a_fifo_or_directory(tmp_path):
+    # the fault campaign's model.save("/dev/null"), without touching the real /dev/null
+    model, _, _ = trained_model()
+    pipe = tmp_path / "null"
+    os.mkfifo(pipe)
+    with pytest.raises(NotRegularFileError, match=r"cannot save the model to .*null: expected a regular file") as info:
+        model.save(pipe)
+    assert isinstance(info.value, OSError) and stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    with pytest.raises(OSError, match="received a directory"):
+        model.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
+def test_save_keeps_mode_and_writes_through_a_symlink(tmp_path):
+    model, x, _ = trained_model()
+    real = tmp_path / "models" / "m.cnnlab"
+    real.parent.mkdir()
+    real.write_bytes(b"old")
+    real.chmod(0o600)
+    link = tmp_path / "current.cnnlab"
+    link.symlink_to(real)
+    assert model.save(link) == link
+    assert link.is_symlink() and stat.S_IMODE(real.stat().st_mode) == 0o600
+    np.testing.assert_array_equal(cl.models.load_model(link).predict(x), model.predict(x))
+
+
+def test_model_checkpoint_to_an_unwritable_place_fails_before_the_first_epoch(tmp_path):
+    model, x, y = trained_model()
+    (tmp_path / "file.txt").write_text("not a folder")
+    epochs = []
+
+    class Epochs(cl.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs.append(epoch)
+
+    (tmp_path / "folder").mkdir()
+    for filepath, reason in [
+        ("file.txt/e{epoch:02d}.cnnlab", "file.txt is a file, not a folder"),
+        ("file.txt/{epoch}/m.cnnlab", "file.txt is a file, not a folder"),
+        ("file.txt/sub/m.cnnlab", "file.txt is a file, not a folder"),
+        ("folder", "received a directory"),
+    ]:
+        ckpt = cl.callbacks.ModelCheckpoint(str(tmp_path / filepath))
+        with pytest.raises(OSError, match="ModelCheckpoint: cannot save checkpoints to") as info:
+            model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[Epochs(), ckpt])
+        assert str(tmp_path / filepath) in str(info.value) and reason in str(info.value)
+    assert epochs == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder"]
