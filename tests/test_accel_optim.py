@@ -35,14 +35,9 @@ def bits(a: np.ndarray) -> np.ndarray:
 
 
 def same(name: str, a: np.ndarray, b: np.ndarray) -> None:
-    """Bit-identical, except that the Adam kernel (kernels.adam_span, shared with the compiled
-    dense step) floors tiny moments by multiplying by 0, which keeps the sign of a negative
-    moment: it stores -0 where the reference's copyto stores +0 (and then a zero weight may get
-    the other sign of zero). Values compare equal; only signs of zeros may differ."""
+    """Bit-identical, signs of zeros included (the same elementwise operations in the same order)."""
     assert a.dtype == b.dtype
-    assert np.array_equal(a, b)
-    if name == "adam":
-        a, b = a + 0, b + 0  # -0 + 0 is +0: compare everything but the sign of zeros
+    assert np.array_equal(a, b), name
     np.testing.assert_array_equal(bits(a), bits(b))
 
 

@@ -26,7 +26,8 @@ if AVAILABLE:
             g2 = gm * gm
             mi = m[i] + (gi - m[i]) * one_minus_b1
             vi = v[i] + (g2 - v[i]) * one_minus_b2
-            mi = mi * np.float32(abs(mi) >= m_floor)
+            if abs(mi) < m_floor:  # +0 as NumPy's copyto(where=...) writes (mi * 0 would keep -0);
+                mi = mi - mi  # x - x is +0 in mi's own dtype (a literal 0 would widen mi to float64)
             m[i] = mi
             v[i] = vi
             w[i] -= (mi * alpha) / (np.sqrt(vi) + eps)
