@@ -5,8 +5,9 @@ and activation — the arithmetic the lecture writes out by hand
 ``explain(layer, x, at=(n, i, j, c))`` returns an explanation object for one output of
 a Conv2D, MaxPooling2D, AveragePooling2D or Dense layer (or of a layer inside a model).
 Its ``.output`` is the layer's own forward output at that position, bit for bit; the terms
-are recomputed cell by cell in float64 (the loop reference's way), so their sum agrees with
-``.output`` to float32 rounding. ``str()`` prints the arithmetic; ``.to_dict()`` gives
+come from the loop references of :mod:`cnnlab.ops` (``conv2d_terms``, ``pool2d_window``: the
+arithmetic the tests check the kernels against), cell by cell in float64, so their sum agrees
+with ``.output`` to float32 rounding. ``str()`` prints the arithmetic; ``.to_dict()`` gives
 JSON-ready data.
 """
 
@@ -20,7 +21,8 @@ import numpy as np
 
 from cnnlab.layers import AveragePooling2D, Conv2D, Dense, MaxPooling2D
 from cnnlab.layers.base import Layer
-from cnnlab.ops.shapes import padding_amounts
+from cnnlab.ops.conv import conv2d_terms
+from cnnlab.ops.pool import first_maximum, pool2d_window
 
 
 def fmt(value: float) -> str:
@@ -211,17 +213,6 @@ def _check_at(at: Sequence[int], shape: tuple[int, ...], what: str) -> tuple[int
     return at
 
 
-def _window(
-    layer: Any, x_shape: tuple[int, ...], i: int, j: int, kernel: tuple[int, int], dilation: tuple[int, int] = (1, 1)
-) -> tuple[list[int], list[int], np.ndarray]:
-    hw = (x_shape[1], x_shape[2])
-    (top, _), (left, _) = padding_amounts(hw, kernel, layer.strides, layer.padding, dilation)
-    rows = [i * layer.strides[0] + di * dilation[0] - top for di in range(kernel[0])]
-    cols = [j * layer.strides[1] + dj * dilation[1] - left for dj in range(kernel[1])]
-    pad = np.array([[not (0 <= r < hw[0] and 0 <= c < hw[1]) for c in cols] for r in rows])
-    return rows, cols, pad
-
-
 def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | None = None) -> Explanation:
     """Explain output ``at`` of ``layer`` applied to ``x``.
 
@@ -252,23 +243,12 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
     )
 
 
-def _gather(sample: np.ndarray, rows: list[int], cols: list[int], pad: np.ndarray, fill: float) -> np.ndarray:
-    """The window ``(len(rows), len(cols), C)`` of ``sample: (H, W, C)`` in float64; padding cells hold ``fill``."""
-    window = np.full((len(rows), len(cols), sample.shape[2]), fill)
-    for a, r in enumerate(rows):
-        for b, q in enumerate(cols):
-            if not pad[a, b]:
-                window[a, b] = sample[r, q]
-    return window
-
-
 def _explain_conv(layer: Conv2D, x_shape, sample: np.ndarray, at, output) -> ConvExplanation:
     n, i, j, f = at
-    kh, kw = layer.kernel_size
-    rows, cols, pad = _window(layer, x_shape, i, j, (kh, kw), layer.dilation_rate)
-    window = _gather(sample, rows, cols, pad, fill=0.0)
+    rows, cols, pad, window, products = conv2d_terms(
+        sample, layer.kernel, i, j, f, layer.strides, layer.padding, layer.dilation_rate
+    )
     kernel = layer.kernel[:, :, :, f].astype(np.float64)
-    products = window * kernel
     channel_sums = products.sum(axis=(0, 1))
     bias = float(layer.bias[f]) if layer.use_bias else 0.0
     pre = float(channel_sums.sum() + bias)
@@ -292,11 +272,8 @@ def _explain_conv(layer: Conv2D, x_shape, sample: np.ndarray, at, output) -> Con
 
 def _explain_pool(layer, x_shape, sample: np.ndarray, at, output) -> PoolExplanation:
     n, i, j, c = at
-    rows, cols, pad = _window(layer, x_shape, i, j, layer.pool_size)
-    is_max = isinstance(layer, MaxPooling2D)
-    window = _gather(sample, rows, cols, pad, fill=-np.inf if is_max else 0.0)[:, :, c]
-    if is_max:
-        flat = int(np.argmax(window))  # argmax returns the first maximum in row-major order
+    rows, cols, pad, window = pool2d_window(sample, i, j, c, layer.pool_size, layer.strides, layer.padding)
+    if isinstance(layer, MaxPooling2D):
         return PoolExplanation(
             layer.name,
             "max",
@@ -306,8 +283,9 @@ def _explain_pool(layer, x_shape, sample: np.ndarray, at, output) -> PoolExplana
             cols,
             pad,
             window,
-            winner=(flat // window.shape[1], flat % window.shape[1]),
+            winner=first_maximum(window),
         )
+    window = np.where(pad, 0.0, window)  # padding cells are not counted: show them as 0
     return PoolExplanation(layer.name, "average", at, float(output), rows, cols, pad, window, divisor=int((~pad).sum()))
 
 

@@ -130,6 +130,62 @@ def conv2d_backward_input(
     return unpad_hw(dxp, pads, hw)
 
 
+def window_cells(
+    hw: tuple[int, int], i: int, j: int, kernel: Pair, strides: Pair, padding: str, dilation: Pair = (1, 1)
+) -> tuple[list[int], list[int], np.ndarray]:
+    """The input rows and columns that output ``(i, j)`` reads, and which of them are padding.
+
+    ``rows[di] = i*s_h + di*d_h - top``; ``pad[di, dj]`` is True where ``(rows[di], cols[dj])``
+    lies outside the ``hw`` input (a 'same' padding cell).
+
+    >>> rows, cols, pad = window_cells((4, 4), 0, 0, (2, 2), (1, 1), "same")
+    >>> rows, cols, pad.tolist()
+    ([0, 1], [0, 1], [[False, False], [False, False]])
+    >>> window_cells((4, 4), 3, 3, (3, 3), (1, 1), "same")[0]
+    [2, 3, 4]
+    """
+    (top, _), (left, _) = padding_amounts(hw, kernel, strides, padding, dilation)
+    rows = [i * strides[0] + di * dilation[0] - top for di in range(kernel[0])]
+    cols = [j * strides[1] + dj * dilation[1] - left for dj in range(kernel[1])]
+    pad = np.array([[not (0 <= r < hw[0] and 0 <= q < hw[1]) for q in cols] for r in rows])
+    return rows, cols, pad
+
+
+def gather_window(sample: np.ndarray, rows: list[int], cols: list[int], pad: np.ndarray, fill: float) -> np.ndarray:
+    """``(len(rows), len(cols), C)`` window of ``sample: (H, W, C)`` in float64; padding cells hold ``fill``."""
+    window = np.full((len(rows), len(cols), sample.shape[2]), fill, dtype=np.float64)
+    for a, r in enumerate(rows):
+        for b, q in enumerate(cols):
+            if not pad[a, b]:
+                window[a, b] = sample[r, q]
+    return window
+
+
+def conv2d_terms(
+    sample: np.ndarray,
+    w: np.ndarray,
+    i: int,
+    j: int,
+    f: int,
+    strides: Pair = (1, 1),
+    padding: str = "valid",
+    dilation: Pair = (1, 1),
+) -> tuple[list[int], list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """The arithmetic of one output value, cell by cell in float64 (the lecture's way):
+    ``rows, cols, pad, window (kh, kw, C), products = window * w[..., f]``; the output is
+    ``products.sum() + b[f]``, then the activation.
+
+    >>> x = np.arange(16.0).reshape(4, 4, 1)
+    >>> products = conv2d_terms(x, np.array([1.0, 2, 3, 4]).reshape(2, 2, 1, 1), 0, 0, 0)[4]
+    >>> products[:, :, 0].tolist(), products.sum()
+    ([[0.0, 2.0], [12.0, 20.0]], np.float64(34.0))
+    """
+    kh, kw = w.shape[:2]
+    rows, cols, pad = window_cells(sample.shape[:2], i, j, (kh, kw), strides, padding, dilation)
+    window = gather_window(sample, rows, cols, pad, fill=0.0)
+    return rows, cols, pad, window, window * w[:, :, :, f].astype(np.float64)
+
+
 def conv2d_naive(
     x: np.ndarray,
     w: np.ndarray,
@@ -138,23 +194,15 @@ def conv2d_naive(
     padding: str = "valid",
     dilation: Pair = (1, 1),
 ) -> np.ndarray:
-    """Loop reference for :func:`conv2d_forward`, computed in float64 cell by cell."""
+    """Loop reference for :func:`conv2d_forward`, computed in float64 output by output with
+    :func:`conv2d_terms` (the arithmetic ``cl.explain`` shows)."""
     kh, kw, c_in, filters = w.shape
-    hw = (x.shape[1], x.shape[2])
-    ho, wo = window_output_hw(hw, (kh, kw), strides, padding, dilation)
-    (top, _), (left, _) = padding_amounts(hw, (kh, kw), strides, padding, dilation)
+    ho, wo = window_output_hw((x.shape[1], x.shape[2]), (kh, kw), strides, padding, dilation)
     y = np.zeros((x.shape[0], ho, wo, filters))
     for n in range(x.shape[0]):
         for i in range(ho):
             for j in range(wo):
                 for f in range(filters):
-                    total = 0.0 if b is None else float(b[f])
-                    for di in range(kh):
-                        for dj in range(kw):
-                            r = i * strides[0] + di * dilation[0] - top
-                            c = j * strides[1] + dj * dilation[1] - left
-                            if 0 <= r < hw[0] and 0 <= c < hw[1]:
-                                for ch in range(c_in):
-                                    total += float(x[n, r, c, ch]) * float(w[di, dj, ch, f])
-                    y[n, i, j, f] = total
+                    products = conv2d_terms(x[n], w, i, j, f, strides, padding, dilation)[4]
+                    y[n, i, j, f] = float(products.sum()) + (0.0 if b is None else float(b[f]))
     return y

@@ -173,22 +173,31 @@ def avg_pool2d_backward(
     return unpad_hw(dxp, pads, hw)
 
 
+def pool2d_window(sample: np.ndarray, i: int, j: int, c: int, pool: Pair, strides: Pair, padding: str):
+    """The window output ``(i, j, c)`` pools, as ``rows, cols, pad, values (ph, pw)`` in float64;
+    padding cells hold -inf (they never win a max and are not counted in an average)."""
+    from cnnlab.ops.conv import gather_window, window_cells
+
+    rows, cols, pad = window_cells(sample.shape[:2], i, j, pool, strides, padding)
+    return rows, cols, pad, gather_window(sample[:, :, c : c + 1], rows, cols, pad, -np.inf)[:, :, 0]
+
+
+def first_maximum(values: np.ndarray) -> tuple[int, int]:
+    """``(row, column)`` of the first maximum in row-major order: the cell that gets the gradient."""
+    flat = int(np.argmax(values))
+    return flat // values.shape[1], flat % values.shape[1]
+
+
 def pool2d_naive(x: np.ndarray, pool: Pair, strides: Pair | None, padding: str, mode: str = "max") -> np.ndarray:
-    """Loop reference for both poolings (float64 for 'avg', ``x``'s dtype for 'max')."""
+    """Loop reference for both poolings (float64 for 'avg', ``x``'s dtype for 'max'), window by
+    window with :func:`pool2d_window` (the arithmetic ``cl.explain`` shows)."""
     strides = strides or pool
-    hw = (x.shape[1], x.shape[2])
-    ho, wo = window_output_hw(hw, pool, strides, padding)
-    (top, _), (left, _) = padding_amounts(hw, pool, strides, padding)
+    ho, wo = window_output_hw((x.shape[1], x.shape[2]), pool, strides, padding)
     y = np.zeros((x.shape[0], ho, wo, x.shape[3]), dtype=x.dtype if mode == "max" else np.float64)
     for n in range(x.shape[0]):
         for i in range(ho):
             for j in range(wo):
                 for c in range(x.shape[3]):
-                    cells = [
-                        x[n, r, q, c]
-                        for r in range(i * strides[0] - top, i * strides[0] - top + pool[0])
-                        for q in range(j * strides[1] - left, j * strides[1] - left + pool[1])
-                        if 0 <= r < hw[0] and 0 <= q < hw[1]
-                    ]
-                    y[n, i, j, c] = max(cells) if mode == "max" else np.mean(cells, dtype=np.float64)
+                    _, _, pad, values = pool2d_window(x[n], i, j, c, pool, strides, padding)
+                    y[n, i, j, c] = values.max() if mode == "max" else values[~pad].mean()
     return y
