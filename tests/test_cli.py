@@ -25,6 +25,7 @@ REPORT_FILES = [
 ]
 
 
+@pytest.mark.slow
 def test_lecture_quick_on_tiny_data(tiny_data, tmp_path, capsys):
     out = tmp_path / "report"
     assert cli.main(["lecture", "--quick", "--data", str(tiny_data), "--out", str(out), "--verbose", "0"]) == 0
@@ -113,6 +114,7 @@ def test_help_has_an_example(command, capsys):
 
 
 @pytest.mark.skipif(not REAL_DATA, reason="the real Fashion-MNIST is not installed (dataset-fashion-mnist)")
+@pytest.mark.slow
 def test_lecture_quick_on_real_data_as_a_user_runs_it(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CNNLAB_DATA"}
     proc = subprocess.run(

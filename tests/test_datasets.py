@@ -148,6 +148,7 @@ REAL = [fashion_mnist.DEBIAN_DIR, fashion_mnist.cache_dir()]
     not any(not fashion_mnist._missing(p) for p in REAL) and not os.environ.get("CNNLAB_DATA"),
     reason="the real Fashion-MNIST files are not installed (apt-get install dataset-fashion-mnist)",
 )
+@pytest.mark.slow
 def test_real_fashion_mnist():
     (x, y), (xt, yt) = load_data(download=False)
     assert (x.shape, y.shape, xt.shape, yt.shape) == ((60000, 28, 28), (60000,), (10000, 28, 28), (10000,))

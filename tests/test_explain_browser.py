@@ -11,7 +11,10 @@ from cnnlab import cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (apt-get install chromium)")
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (apt-get install chromium)"),
+    pytest.mark.slow,
+]
 
 ARGS = [
     "--headless",
