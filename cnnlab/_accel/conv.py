@@ -44,6 +44,16 @@ def block_rows(k: int, rows_per_thread: int) -> int:
     return max(1, min(rows_per_thread, max(32, BLOCK_BYTES // (4 * k))))
 
 
+#: below this many multiply-adds (N*Ho*Wo*K*F) a convolution runs on one thread: waking the
+#: other thread and waiting for it would cost more than it saves
+SERIAL_MACS = 1_000_000
+
+
+def split(n: int, cells: int, k: int, f: int) -> int:
+    """How many threads share a batch of ``n`` images with ``cells`` output cells each."""
+    return 1 if n < 2 or n * cells * k * f < SERIAL_MACS else min(n, threads())
+
+
 def geometry(x_shape: tuple[int, ...], conv: Conv2D) -> tuple[int, ...]:
     """``(kh, kw, sh, sw, dh, dw, top, left)`` for the compiled gather/scatter."""
     hw = (x_shape[1], x_shape[2])
@@ -140,12 +150,14 @@ class FastConv:
         w = np.ascontiguousarray(conv.kernel.reshape(-1, conv.filters), dtype=np.float32)
         bias = conv.bias if conv.use_bias else np.zeros(conv.filters, np.float32)
         relu = conv.activation == "relu"
-        parts = threads()
+        parts = split(n, ho * wo, *w.shape)
         chunk = block_rows(w.shape[0], -(-n // parts) * ho * wo)
         y = np.empty((n, ho, wo, conv.filters), np.float32)
-        kernels.conv_gemm_forward(
-            blas.sgemm(), parts, x, w, bias, conv.use_bias, relu, geometry(x.shape, conv), chunk, y
-        )
+        args = (blas.sgemm(), x, w, bias, conv.use_bias, relu, geometry(x.shape, conv), chunk, y)
+        if parts == 1:
+            kernels.conv_gemm_forward_images(*args, 0, n)
+        else:
+            kernels.conv_gemm_forward(args[0], parts, *args[1:])
         if relu or conv.activation == "linear":
             if training:
                 conv._activated_output, conv.last_logits = y, None
@@ -163,17 +175,19 @@ class FastConv:
             dz = np.ascontiguousarray(conv.activation_backward(dy, from_logits), dtype=np.float32)
         w = np.ascontiguousarray(conv.kernel.reshape(-1, conv.filters), dtype=np.float32)
         k, f = w.shape
-        parts = threads()
         n, ho, wo = dz.shape[:3]
+        parts = split(n, ho * wo, k, f)
         chunk = block_rows(k, -(-n // parts) * ho * wo)
         dw_parts = np.empty((parts, k, f), np.float32)
         db_parts = np.empty((parts, f), np.float32)
         # without need_dx the kernel never touches dx: a (1, 1, 1, C) stand-in avoids the allocation
         dx = np.empty(x.shape if need_dx else (1, 1, 1, x.shape[3]), np.float32)
         y = conv._activated_output if relu else dz
-        kernels.conv_gemm_backward(
-            blas.sgemm(), parts, x, w, y, dz, relu, geometry(x.shape, conv), chunk, need_dx, dx, dw_parts, db_parts
-        )
+        args = (blas.sgemm(), x, w, y, dz, relu, geometry(x.shape, conv), chunk, need_dx, dx)
+        if parts == 1:
+            kernels.conv_gemm_backward_images(*args, dw_parts[0], db_parts[0], 0, n)
+        else:
+            kernels.conv_gemm_backward(args[0], parts, *args[1:], dw_parts, db_parts)
         conv.store_grad("kernel", dw_parts.sum(axis=0).reshape(conv.kernel.shape))
         if conv.use_bias:
             conv.store_grad("bias", db_parts.sum(axis=0))
