@@ -202,3 +202,30 @@ def test_blocks_span_images_and_threads_split_the_batch():
         assert_within(g["kernel"].reshape(72, 24), g_ref["kernel"].reshape(72, 24), bound_dw, "dW")
         assert gamma(m, np.float32) < 1
         assert dx.shape == dx_ref.shape
+
+
+def test_conv_pool_hands_large_float32_layers_to_fast_conv(monkeypatch):
+    """Above SPLIT_COLS_BYTES ConvPool runs FastConv then FastMaxPool: exactly their numbers."""
+    from cnnlab._accel import conv_pool
+    from cnnlab._accel.conv import FastConv
+    from cnnlab._accel.pool import FastMaxPool
+    from cnnlab.layers import MaxPooling2D
+
+    monkeypatch.setattr(conv_pool, "SPLIT_COLS_BYTES", 0)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 10, 10, 6)).astype(np.float32)
+    conv, pool = Conv2D(8, 3, padding="same", activation="relu"), MaxPooling2D(2)
+    build(conv, x)
+    dy = rng.normal(size=(4, 5, 5, 8)).astype(np.float32)
+    unit = conv_pool.ConvPool(conv, pool)
+    y = unit.forward(x, True)
+    dx = unit.backward(dy.copy(), True)
+    grads = {k: v.copy() for k, v in conv.grads.items()}
+    unit.release()
+    conv.grads.clear()
+    assert unit._split_active == (FastConv(conv)._blocked(x.dtype))
+    fc, fp = FastConv(conv), FastMaxPool(pool)
+    np.testing.assert_array_equal(y, fp.forward(fc.forward(x, True), True))
+    np.testing.assert_array_equal(dx, fc.backward(fp.backward(dy.copy(), True), True))
+    for name, value in grads.items():
+        np.testing.assert_array_equal(value, conv.grads[name])
