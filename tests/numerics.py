@@ -23,11 +23,18 @@ def gamma(n: int | np.ndarray, dtype: np.dtype | str) -> float | np.ndarray:
     return nu / (1 - nu)
 
 
-def sum_bound(magnitude: np.ndarray, terms: int, dtype: np.dtype | str, extra_ops: int = 2) -> np.ndarray:
-    """Largest difference between two float computations of sums of ``terms`` products whose absolute
-    values add up to ``magnitude`` (elementwise); ``extra_ops`` covers a few more roundings (bias,
-    activation, scaling)."""
-    return 2 * gamma(terms + extra_ops, dtype) * np.asarray(magnitude, dtype=np.float64)
+def sum_bound(
+    magnitude: np.ndarray | float, terms: int, dtype: np.dtype | str, c: float = 2, extra_ops: int = 2
+) -> np.ndarray:
+    """Largest difference between two float computations (``c = 2``; ``c = 1``: one computation and
+    the exact value) of sums of ``terms`` products whose absolute values add up to ``magnitude``
+    (elementwise); ``extra_ops`` covers a few more roundings (bias, activation, scaling).
+
+    >>> float(sum_bound(1.0, 10, np.float32, c=1, extra_ops=0)) < 6e-7
+    True
+    """
+    assert (terms + extra_ops) * unit_roundoff(dtype) < 1, f"no bound for {terms} terms in {dtype}"
+    return c * gamma(terms + extra_ops, dtype) * np.asarray(magnitude, dtype=np.float64)
 
 
 def assert_within(actual: np.ndarray, expected: np.ndarray, bound: np.ndarray, what: str = "") -> None:

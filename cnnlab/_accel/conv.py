@@ -1,19 +1,28 @@
 """Accelerated ``Conv2D`` (any kernel size, stride, padding, dilation, activation).
 
-Forward: the windows are gathered by a compiled im2col; for a small inner size
-``K = kh*kw*C_in`` (<= :data:`SMALL_K`) one compiled pass computes ``cols @ w + b`` and ReLU
-(BLAS is slow when K is tiny and bias and ReLU would each cost another pass); otherwise a
-matmul. Activations other than ReLU/linear run as the layer runs them. Backward: ``dw = cols^T
-@ dz``, ``db = sum(dz)`` and ``dx`` scattered back by a compiled col2im. The arithmetic is
-:mod:`cnnlab.ops.conv`'s: the same products and sums (the matmuls' order of summation may
-differ from NumPy's within float rounding; the tests bound it).
+``x: (N, H, W, C_in) -> (N, Ho, Wo, F)``, the arithmetic of :func:`cnnlab.ops.conv.conv2d_forward_cols`
+and :func:`cnnlab.ops.conv.conv2d_backward` (the same products; sums possibly in another order,
+within float rounding -- tests/test_accel_conv.py bounds the difference). Three paths:
+
+* float32 with OpenBLAS reachable from numba (:mod:`cnnlab._accel.blas`), ``K = kh*kw*C_in``
+  above :data:`SMALL_K` or an activation other than ReLU/linear: the blocked kernels
+  :func:`cnnlab._accel.kernels.conv_gemm_forward` / ``conv_gemm_backward``. Each of numba's
+  threads owns a block of images, gathers a cache-sized block of windows, calls single-threaded
+  sgemm on it and applies bias and ReLU at once; backward recomputes the windows block by block
+  (no ``(N*Ho*Wo, K)`` array is kept), accumulates per-thread kernel/bias gradients and
+  scatters ``dz @ w^T`` into the thread's own images. The plan gives numba all cores and BLAS
+  one thread, so one big NumPy matmul would run on one core; this uses them all.
+  Activations other than ReLU/linear run after the kernel as the layer runs them.
+* ReLU/linear with ``K <= SMALL_K``: one compiled pass computes ``cols @ w + b`` and ReLU (BLAS
+  is slow when K is tiny).
+* otherwise (float64, no OpenBLAS): compiled im2col + NumPy's matmul, compiled col2im.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from cnnlab._accel import kernels
+from cnnlab._accel import blas, kernels, threads
 from cnnlab.layers.conv import Conv2D
 from cnnlab.ops.conv import conv2d_backward_input, conv2d_forward_cols
 from cnnlab.ops.shapes import padding_amounts, window_output_hw
@@ -24,6 +33,32 @@ SMALL_K = 16
 #: the compiled gather/scatter pays off for arrays of some size with several channels
 #: (with one channel NumPy's kh*kw whole-array copies are faster)
 GATHER_MIN_SIZE, GATHER_MIN_CHANNELS = 4096, 4
+
+#: bytes of one thread's block of gathered windows in the blocked sgemm kernels: small enough
+#: to stay in a core's L2 cache between the gather and sgemm, large enough for sgemm to be efficient
+BLOCK_BYTES = 128 * 1024
+
+
+def block_rows(k: int, rows_per_thread: int) -> int:
+    """Rows (output cells) per block of the blocked kernels for an inner size ``k``."""
+    return max(1, min(rows_per_thread, max(32, BLOCK_BYTES // (4 * k))))
+
+
+#: below this many multiply-adds (N*Ho*Wo*K*F) a convolution runs on one thread: waking the
+#: other thread and waiting for it would cost more than it saves
+SERIAL_MACS = 1_000_000
+
+
+def split(n: int, cells: int, k: int, f: int) -> int:
+    """How many threads share a batch of ``n`` images with ``cells`` output cells each."""
+    return 1 if n < 2 or n * cells * k * f < SERIAL_MACS else min(n, threads())
+
+
+def geometry(x_shape: tuple[int, ...], conv: Conv2D) -> tuple[int, ...]:
+    """``(kh, kw, sh, sw, dh, dw, top, left)`` for the compiled gather/scatter."""
+    hw = (x_shape[1], x_shape[2])
+    (top, _), (left, _) = padding_amounts(hw, conv.kernel_size, conv.strides, conv.padding, conv.dilation_rate)
+    return (*conv.kernel_size, *conv.strides, *conv.dilation_rate, top, left)
 
 
 def _compiled_gather(a: np.ndarray) -> bool:
@@ -71,9 +106,14 @@ class FastConv:
         conv = self.conv
         return conv.activation in ("relu", "linear") and conv.kernel.size // conv.filters <= SMALL_K
 
+    def _blocked(self, dtype: np.dtype) -> bool:
+        return dtype == np.float32 and blas.sgemm() is not None and not self._small()
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         conv = self.conv
         x = np.ascontiguousarray(x)
+        if self._blocked(x.dtype):
+            return self._forward_blocked(x, training)
         if _compiled_gather(x) or self._small():
             cols = im2col(x, conv)
         else:
@@ -103,8 +143,60 @@ class FastConv:
         self._cache = (cols, x.shape, False) if training else None
         return conv.activate(z.reshape(n, ho, wo, conv.filters), training)
 
+    def _forward_blocked(self, x: np.ndarray, training: bool) -> np.ndarray:
+        conv = self.conv
+        n = x.shape[0]
+        ho, wo = window_output_hw(x.shape[1:3], conv.kernel_size, conv.strides, conv.padding, conv.dilation_rate)
+        w = np.ascontiguousarray(conv.kernel.reshape(-1, conv.filters), dtype=np.float32)
+        bias = conv.bias if conv.use_bias else np.zeros(conv.filters, np.float32)
+        relu = conv.activation == "relu"
+        parts = split(n, ho * wo, *w.shape)
+        chunk = block_rows(w.shape[0], -(-n // parts) * ho * wo)
+        y = np.empty((n, ho, wo, conv.filters), np.float32)
+        args = (blas.sgemm(), x, w, bias, conv.use_bias, relu, geometry(x.shape, conv), chunk, y)
+        if parts == 1:
+            kernels.conv_gemm_forward_images(*args, 0, n)
+        else:
+            kernels.conv_gemm_forward(args[0], parts, *args[1:])
+        if relu or conv.activation == "linear":
+            if training:
+                conv._activated_output, conv.last_logits = y, None
+        else:
+            y = conv.activate(y, training)
+        self._cache = ("blocked", x, None) if training else None
+        return y
+
+    def _backward_blocked(self, x: np.ndarray, dy: np.ndarray, need_dx: bool, from_logits: bool) -> np.ndarray | None:
+        conv = self.conv
+        relu = conv.activation == "relu" and not from_logits
+        if relu:
+            dz = np.ascontiguousarray(dy, dtype=np.float32)  # masked in place: dy is the caller's temporary
+        else:
+            dz = np.ascontiguousarray(conv.activation_backward(dy, from_logits), dtype=np.float32)
+        w = np.ascontiguousarray(conv.kernel.reshape(-1, conv.filters), dtype=np.float32)
+        k, f = w.shape
+        n, ho, wo = dz.shape[:3]
+        parts = split(n, ho * wo, k, f)
+        chunk = block_rows(k, -(-n // parts) * ho * wo)
+        dw_parts = np.empty((parts, k, f), np.float32)
+        db_parts = np.empty((parts, f), np.float32)
+        # without need_dx the kernel never touches dx: a (1, 1, 1, C) stand-in avoids the allocation
+        dx = np.empty(x.shape if need_dx else (1, 1, 1, x.shape[3]), np.float32)
+        y = conv._activated_output if relu else dz
+        args = (blas.sgemm(), x, w, y, dz, relu, geometry(x.shape, conv), chunk, need_dx, dx)
+        if parts == 1:
+            kernels.conv_gemm_backward_images(*args, dw_parts[0], db_parts[0], 0, n)
+        else:
+            kernels.conv_gemm_backward(args[0], parts, *args[1:], dw_parts, db_parts)
+        conv.store_grad("kernel", dw_parts.sum(axis=0).reshape(conv.kernel.shape))
+        if conv.use_bias:
+            conv.store_grad("bias", db_parts.sum(axis=0))
+        return dx if need_dx else None
+
     def backward(self, dy: np.ndarray, need_dx: bool = True, from_logits: bool = False) -> np.ndarray | None:
         conv = self.conv
+        if isinstance(self._cache[0], str):
+            return self._backward_blocked(self._cache[1], dy, need_dx, from_logits)
         cols, x_shape, small = self._cache
         k = conv.kernel.size // conv.filters
         if small and not from_logits:

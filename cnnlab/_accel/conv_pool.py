@@ -16,6 +16,12 @@ the training step runs the two as one unit of the plan:
   convolution's size, no BLAS and no col2im. Gradients agree with the separate layers' to
   float rounding (the sums run in a different order; tested).
 
+For float32 with ``K > SMALL_K`` whose window array ``cols: (N*Ho*Wo, K)`` would exceed
+:data:`SPLIT_COLS_BYTES` the unit instead runs :class:`cnnlab._accel.conv.FastConv` (blocked
+sgemm on both cores, no ``cols`` kept) and :class:`cnnlab._accel.pool.FastMaxPool` one after the
+other: for large layers reading and writing the whole ``cols`` array and the winners-only
+scalar backward cost more than the dense blocked matmuls (benchmarks/conv_layers.py).
+
 Measurements: benchmarks/RESULTS.md.
 """
 
@@ -24,11 +30,15 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab._accel import blas, kernels, threads
-from cnnlab._accel.conv import SMALL_K, im2col
+from cnnlab._accel.conv import SMALL_K, FastConv, im2col
+from cnnlab._accel.pool import FastMaxPool
 from cnnlab.layers.conv import Conv2D
 from cnnlab.layers.pooling import MaxPooling2D
 from cnnlab.ops.pool import winner_dtype
-from cnnlab.ops.shapes import padding_amounts
+from cnnlab.ops.shapes import padding_amounts, window_output_hw
+
+#: above this size of ``cols`` (bytes) float32 layers with K > SMALL_K run as FastConv + FastMaxPool
+SPLIT_COLS_BYTES = 24 * 2**20
 
 
 class ConvPool:
@@ -40,6 +50,16 @@ class ConvPool:
         self.conv, self.pool = conv, pool
         self.layers = (conv, pool)
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]] | None = None
+        self._split = (FastConv(conv), FastMaxPool(pool))
+        self._split_active = False
+
+    def _use_split(self, x: np.ndarray) -> bool:
+        conv = self.conv
+        k = conv.kernel.size // conv.filters
+        if x.dtype != np.float32 or k <= SMALL_K or not self._split[0]._blocked(x.dtype):
+            return False
+        ho, wo = window_output_hw(x.shape[1:3], conv.kernel_size, conv.strides, conv.padding, conv.dilation_rate)
+        return x.shape[0] * ho * wo * k * 4 > SPLIT_COLS_BYTES
 
     @staticmethod
     def match(layers: list, index: int, dtype: np.dtype, last: int) -> tuple[ConvPool, int] | None:
@@ -68,6 +88,9 @@ class ConvPool:
         """``x: (N, H, W, C)`` -> the pooled output ``(N, Po, Qo, filters)`` (training only, as the
         layers' ``forward(x, training=True)``: it keeps what :meth:`backward` needs)."""
         conv, pool = self.conv, self.pool
+        self._split_active = self._use_split(x)
+        if self._split_active:
+            return self._split[1].forward(self._split[0].forward(x, training), training)
         cols = im2col(np.ascontiguousarray(x), conv)
         n, ho, wo = cols.shape[:3]
         ph, pw = pool.pool_size
@@ -97,6 +120,8 @@ class ConvPool:
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         """Fill the convolution's weight gradients; return ``dx: (N, H, W, C)`` if ``need_dx``."""
+        if self._split_active:
+            return self._split[0].backward(self._split[1].backward(dy, True), need_dx)
         conv = self.conv
         cols4, y, arg, x_shape = self._cache
         chunks = max(1, min(64, len(y)))
@@ -141,3 +166,6 @@ class ConvPool:
 
     def release(self) -> None:
         self._cache = None
+        if self._split_active:
+            self._split[0].release()
+            self._split[1].release()

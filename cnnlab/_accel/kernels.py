@@ -425,3 +425,172 @@ if AVAILABLE:
 else:
     conv_pool_forward = conv_pool_weight_grads_small = conv_pool_backward = None
     bias_act_pool_forward = gemm_bias_act_pool_forward = None
+
+
+if AVAILABLE:
+
+    @njit
+    def _gather_rows(x, m_lo, m_hi, ho, wo, geometry, buf):  # pragma: no cover
+        """im2col of the flat output rows ``[m_lo, m_hi)`` (row ``m`` is output cell ``(n, i, j)``
+        with ``m = (n*Ho + i)*Wo + j``) into ``buf[:m_hi - m_lo]: (rows, K)``, K ordered (kh, kw, C)
+        as :func:`cnnlab.ops.conv.im2col`; cells outside ``x`` (padding) are 0."""
+        kh, kw, sh, sw, dh, dw, top, left = geometry
+        height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+        cells = ho * wo
+        for m in range(m_lo, m_hi):
+            n = m // cells
+            rest = m - n * cells
+            i = rest // wo
+            j = rest - i * wo
+            row = buf[m - m_lo]
+            for di in range(kh):
+                r = i * sh + di * dh - top
+                for dj in range(kw):
+                    q = j * sw + dj * dw - left
+                    base = (di * kw + dj) * channels
+                    if 0 <= r < height and 0 <= q < width:
+                        for c in range(channels):
+                            row[base + c] = x[n, r, q, c]
+                    else:
+                        for c in range(channels):
+                            row[base + c] = 0
+
+    @njit
+    def _scatter_rows(buf, m_lo, m_hi, ho, wo, geometry, dx):  # pragma: no cover
+        """The adjoint of :func:`_gather_rows`: adds ``buf[:m_hi - m_lo]`` into ``dx`` through the
+        windows (padding cells dropped)."""
+        kh, kw, sh, sw, dh, dw, top, left = geometry
+        height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
+        cells = ho * wo
+        for m in range(m_lo, m_hi):
+            n = m // cells
+            rest = m - n * cells
+            i = rest // wo
+            j = rest - i * wo
+            row = buf[m - m_lo]
+            for di in range(kh):
+                r = i * sh + di * dh - top
+                if r < 0 or r >= height:
+                    continue
+                for dj in range(kw):
+                    q = j * sw + dj * dw - left
+                    if q < 0 or q >= width:
+                        continue
+                    base = (di * kw + dj) * channels
+                    for c in range(channels):
+                        dx[n, r, q, c] += row[base + c]
+
+    @njit
+    def conv_gemm_forward_images(gemm, x, w, b, use_bias, relu, geometry, chunk, y, n_lo, n_hi):  # pragma: no cover
+        """``y[n_lo:n_hi] = act(im2col(x[n_lo:n_hi]) @ w + b)`` (ReLU if ``relu``, else none), float32.
+
+        ``x: (N, H, W, C)``, ``w: (K, F)`` the kernel reshaped, ``b: (F,)``, ``y: (N, Ho, Wo, F)``.
+        Walks the images' output rows ``chunk`` at a time: gathers their windows into a local
+        ``(chunk, K)`` buffer (small enough to stay in cache), single-threaded OpenBLAS ``sgemm``
+        (``gemm``, see :mod:`cnnlab._accel.blas`) into ``y``'s rows, then the bias and ReLU while
+        those rows are in cache. The products and sums are those of
+        :func:`cnnlab.ops.conv.conv2d_forward_cols` (summed in sgemm's order on each block).
+        """
+        n_batch, ho, wo, f_total = y.shape
+        k_total = w.shape[0]
+        cells = ho * wo
+        buf = np.empty((chunk, k_total), dtype=np.float32)
+        y2 = y.reshape(n_batch * cells, f_total)
+        one, zero = np.float32(1), np.float32(0)
+        for m_lo in range(n_lo * cells, n_hi * cells, chunk):
+            m_hi = min(n_hi * cells, m_lo + chunk)
+            _gather_rows(x, m_lo, m_hi, ho, wo, geometry, buf)
+            gemm(101, 111, 111, m_hi - m_lo, f_total, k_total, one, buf.ctypes.data, k_total,
+                 w.ctypes.data, f_total, zero, y.ctypes.data + m_lo * f_total * 4, f_total)  # fmt: skip
+            if use_bias or relu:
+                for m in range(m_lo, m_hi):
+                    row = y2[m]
+                    for f in range(f_total):
+                        v = row[f]
+                        if use_bias:
+                            v = v + b[f]
+                        if relu:
+                            v = max(v, np.float32(0))
+                        row[f] = v
+
+    @njit(parallel=True)
+    def conv_gemm_forward(gemm, parts, x, w, b, use_bias, relu, geometry, chunk, y):  # pragma: no cover
+        """:func:`conv_gemm_forward_images` for the whole batch, each of ``parts`` threads on its own
+        block of images."""
+        n_batch = y.shape[0]
+        per = (n_batch + parts - 1) // parts
+        for part in numba.prange(parts):
+            n_lo = part * per
+            n_hi = min(n_batch, n_lo + per)
+            if n_lo < n_hi:
+                conv_gemm_forward_images(gemm, x, w, b, use_bias, relu, geometry, chunk, y, n_lo, n_hi)
+
+    @njit
+    def conv_gemm_backward_images(
+        gemm, x, w, y, dz, relu, geometry, chunk, need_dx, dx, dwp, dbp, n_lo, n_hi
+    ):  # pragma: no cover
+        """Gradients of :func:`conv_gemm_forward_images` for images ``[n_lo, n_hi)``, float32,
+        recomputing the windows block by block.
+
+        ``dz: (N, Ho, Wo, F)`` holds the output gradient and is turned in place into the
+        gradient of the affine part (times ``y > 0`` if ``relu``, as
+        :func:`cnnlab.ops.activations.relu_backward`). Per ``chunk`` of rows: gathers the windows
+        again, adds ``cols^T @ dz`` to ``dwp: (K, F)`` and the row sums of ``dz`` to ``dbp: (F,)``
+        (both zeroed here), and if ``need_dx`` computes ``dz @ w^T`` into the local buffer and
+        scatters it into the images' ``dx: (N, H, W, C)`` (overwritten for these images).
+        """
+        n_batch, ho, wo, f_total = dz.shape
+        k_total = w.shape[0]
+        cells = ho * wo
+        dwp[:] = 0
+        dbp[:] = 0
+        if need_dx:
+            for n in range(n_lo, n_hi):
+                dx[n] = 0
+        buf = np.empty((chunk, k_total), dtype=np.float32)
+        dz2 = dz.reshape(n_batch * cells, f_total)
+        y2 = y.reshape(n_batch * cells, f_total)
+        one = np.float32(1)
+        for m_lo in range(n_lo * cells, n_hi * cells, chunk):
+            m_hi = min(n_hi * cells, m_lo + chunk)
+            for m in range(m_lo, m_hi):
+                row = dz2[m]
+                if relu:
+                    yrow = y2[m]
+                    for f in range(f_total):
+                        row[f] = row[f] * np.float32(yrow[f] > 0)
+                for f in range(f_total):
+                    dbp[f] += row[f]
+            _gather_rows(x, m_lo, m_hi, ho, wo, geometry, buf)
+            rows = m_hi - m_lo
+            # dwp += cols^T @ dz
+            gemm(101, 112, 111, k_total, f_total, rows, one, buf.ctypes.data, k_total,
+                 dz.ctypes.data + m_lo * f_total * 4, f_total, one, dwp.ctypes.data, f_total)  # fmt: skip
+            if need_dx:
+                # dcols = dz @ w^T into the same buffer (its windows are no longer needed)
+                gemm(101, 111, 112, rows, k_total, f_total, one, dz.ctypes.data + m_lo * f_total * 4, f_total,
+                     w.ctypes.data, f_total, np.float32(0), buf.ctypes.data, k_total)  # fmt: skip
+                _scatter_rows(buf, m_lo, m_hi, ho, wo, geometry, dx)
+
+    @njit(parallel=True)
+    def conv_gemm_backward(
+        gemm, parts, x, w, y, dz, relu, geometry, chunk, need_dx, dx, dw_parts, db_parts
+    ):  # pragma: no cover
+        """:func:`conv_gemm_backward_images` for the whole batch, each of ``parts`` threads on its
+        own block of images (so no two threads write one image of ``dx``), with its own
+        ``dw_parts[part]: (K, F)`` and ``db_parts[part]: (F,)`` (the caller sums over parts)."""
+        n_batch = dz.shape[0]
+        per = (n_batch + parts - 1) // parts
+        for part in numba.prange(parts):
+            n_lo = part * per
+            n_hi = min(n_batch, n_lo + per)
+            if n_lo < n_hi:
+                conv_gemm_backward_images(
+                    gemm, x, w, y, dz, relu, geometry, chunk, need_dx, dx, dw_parts[part], db_parts[part], n_lo, n_hi
+                )
+            else:
+                dw_parts[part] = 0
+                db_parts[part] = 0
+
+else:
+    conv_gemm_forward = conv_gemm_backward = conv_gemm_forward_images = conv_gemm_backward_images = None
