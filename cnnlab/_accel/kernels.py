@@ -12,6 +12,9 @@ import numpy as np
 
 from cnnlab._accel import AVAILABLE, njit, numba
 
+#: values per parallel block of the optimizer update (a block's four arrays stay in L2)
+UPDATE_BLOCK = 16384
+
 if AVAILABLE:
 
     @njit(error_model="numpy")
@@ -34,12 +37,12 @@ if AVAILABLE:
 
     @njit(parallel=True)
     def adam_step(w, g, m, v, one_minus_b1, one_minus_b2, eps, alpha, m_floor, g_floor):  # pragma: no cover
-        """One Adam update of the whole flat arrays, in parallel blocks of 16384 values."""
+        """One Adam update of the whole flat arrays, in parallel blocks of ``UPDATE_BLOCK`` values."""
         size = w.shape[0]
-        blocks = (size + 16383) // 16384
+        blocks = (size + UPDATE_BLOCK - 1) // UPDATE_BLOCK
         for block in numba.prange(blocks):
-            lo = block * 16384
-            hi = min(size, lo + 16384)
+            lo = block * UPDATE_BLOCK
+            hi = min(size, lo + UPDATE_BLOCK)
             adam_span(w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], one_minus_b1, one_minus_b2, eps, alpha, m_floor, g_floor)
 
     @njit(parallel=True)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab._accel import AVAILABLE, njit, numba
+from cnnlab._accel.kernels import UPDATE_BLOCK
 
 #: values per parallel block (as for Adam: big enough to amortise the scheduling)
-BLOCK = 16384
+BLOCK = UPDATE_BLOCK
 
 if AVAILABLE:
     # error_model="numpy": no division-by-zero check in the loop, so LLVM can vectorise it;

@@ -90,6 +90,8 @@ class Layer:
     min_ndim: int | None = None
     #: integer inputs allowed (pooling, Flatten); Conv2D and Dense need floats
     accepts_integers: bool = True
+    #: set by ``Input(...)``: the layer only declares the model's input shape (``shape``)
+    declares_input: bool = False
 
     def __init__(
         self,

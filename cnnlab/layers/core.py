@@ -210,6 +210,8 @@ class Dropout(Layer):
 class InputLayer(Layer):
     """Declares the input shape of a ``Sequential`` model (made by :func:`Input`)."""
 
+    declares_input = True
+
     def __init__(self, shape: tuple[int, ...], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         try:

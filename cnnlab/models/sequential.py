@@ -21,7 +21,6 @@ from cnnlab.callbacks import Callback, History
 from cnnlab.engine import Engine, TrainingStopped
 from cnnlab.engine.checks import as_array, check_batch_size, check_finite, shape_hint, verbosity
 from cnnlab.layers.base import Layer, Shape, format_shape
-from cnnlab.layers.core import InputLayer
 from cnnlab.models.summary import summary_lines
 from cnnlab.progress import Progbar
 
@@ -87,7 +86,7 @@ class Sequential(Layer):
             )
         if layer is self:
             raise ValueError(f'Sequential.add: a model cannot contain itself ("{self.name}").')
-        if isinstance(layer, InputLayer):
+        if layer.declares_input:
             if self._layers:
                 raise ValueError("Sequential.add: an Input must come before every other layer.")
             self._input_shape = (None, *layer.shape)
