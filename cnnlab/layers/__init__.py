@@ -3,6 +3,7 @@
 from cnnlab.layers.base import Layer
 from cnnlab.layers.conv import Conv2D
 from cnnlab.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer
+from cnnlab.layers.normalization import BatchNormalization
 from cnnlab.layers.pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
 
 Convolution2D = Conv2D
@@ -21,4 +22,5 @@ __all__ = [
     "MaxPool2D",
     "AveragePooling2D",
     "AvgPool2D",
+    "BatchNormalization",
 ]
