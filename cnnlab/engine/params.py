@@ -34,7 +34,8 @@ class ParameterStore:
     def bind(self, leaves: Sequence[tuple[Any, bool]], optimizer: Any = None) -> bool:
         """Make the store hold exactly the trainable weights of ``leaves``; returns whether it was
         rebuilt. Frozen layers get their own (copied) arrays back and no gradient views."""
-        wanted = [(layer, key) for layer, trainable in leaves if trainable for key in layer._weights]
+        # non-trainable weights (BatchNormalization's moving statistics) never enter the store
+        wanted = [(layer, key) for layer, trainable in leaves for key in layer.trainable_keys(trainable)]
         if self.flat is not None and self._current(wanted):
             return False
         old_flat, old_spans = self.flat, dict(self.spans)

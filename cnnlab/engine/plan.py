@@ -142,7 +142,7 @@ def build_plan(
     With ``store`` and ``optimizer`` (training) the plan also holds the optimizer update and,
     where one applies, a compiled whole step."""
     kernels = kernels or config.kernels()
-    first = next((i for i, (layer, trainable) in enumerate(leaves) if trainable and layer.weights), len(leaves))
+    first = next((i for i, (layer, trainable) in enumerate(leaves) if layer.trainable_keys(trainable)), len(leaves))
     key = plan_key(leaves, dtype, optimizer, kernels)
     fast = kernels == "fast" and _fast_available()
     layers = [layer for layer, _ in leaves]

@@ -19,6 +19,7 @@ class ActivationMixin:
     activation: str
     last_logits: np.ndarray | None = None
     _activated_output: np.ndarray | None = None
+    _activation_input: np.ndarray | None = None
 
     def activate(self, z: np.ndarray, training: bool) -> np.ndarray:
         if self.activation == "relu":
@@ -27,6 +28,8 @@ class ActivationMixin:
             y = act_ops.ACTIVATIONS[self.activation][0](z)
         if training:
             self._activated_output = y
+            # elu, gelu, silu, ... need their input for the gradient (z is not overwritten for them)
+            self._activation_input = z if self.activation in act_ops.NEEDS_INPUT else None
             self.last_logits = z if self.activation in LOGIT_ACTIVATIONS else None
         return y
 
@@ -34,8 +37,9 @@ class ActivationMixin:
         """Gradient with respect to ``z``; ``from_logits`` means ``dy`` already is."""
         if from_logits or self.activation == "linear":
             return dy
-        return act_ops.ACTIVATIONS[self.activation][1](self._activated_output, dy)
+        return act_ops.ACTIVATIONS[self.activation][1](self._activation_input, self._activated_output, dy)
 
     def release_activation(self) -> None:
         self._activated_output = None
+        self._activation_input = None
         self.last_logits = None

@@ -107,14 +107,28 @@ class Layer:
         self.input_shape_arg = None if input_shape is None else tuple(input_shape)
         self.build_input_shape: Shape | None = None
         self._weights: dict[str, np.ndarray] = {}
+        #: keys of weights that never train (BatchNormalization's moving statistics): they stay out
+        #: of the engine's flat parameter store and count as "Non-trainable params"
+        self._non_trainable: set[str] = set()
         self.grads: dict[str, np.ndarray] = {}
         self._cache: Any = None
 
     # ----------------------------------------------------------------- weights
-    def add_weight(self, name: str, shape: tuple[int, ...], initializer: str) -> np.ndarray:
+    def add_weight(self, name: str, shape: tuple[int, ...], initializer: str, trainable: bool = True) -> np.ndarray:
+        """Create weight ``name``; ``trainable=False`` marks a statistic no optimizer touches (Keras's
+        ``add_weight(..., trainable=False)``)."""
         value = INITIALIZERS[initializer](shape, config.float_dtype())
         self._weights[name] = value
+        if not trainable:
+            self._non_trainable.add(name)
         return value
+
+    def trainable_keys(self, trainable: bool = True) -> list[str]:
+        """Keys of the weights an optimizer updates when the layer's effective trainability is
+        ``trainable`` (``False`` for a frozen layer or one inside a frozen model)."""
+        if not (trainable and self.trainable):
+            return []
+        return [key for key in self._weights if key not in self._non_trainable]
 
     @property
     def weights(self) -> list[np.ndarray]:
@@ -123,11 +137,12 @@ class Layer:
 
     @property
     def trainable_weights(self) -> list[np.ndarray]:
-        return self.weights if self.trainable else []
+        return [self._weights[key] for key in self.trainable_keys()]
 
     @property
     def non_trainable_weights(self) -> list[np.ndarray]:
-        return [] if self.trainable else self.weights
+        keys = set(self.trainable_keys())
+        return [w for key, w in self._weights.items() if key not in keys]
 
     @property
     def weight_names(self) -> list[str]:

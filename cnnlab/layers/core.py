@@ -237,3 +237,30 @@ class InputLayer(Layer):
 def Input(shape: tuple[int, ...], name: str | None = None) -> InputLayer:  # noqa: N802 (Keras name)
     """``keras.Input(shape=...)`` for ``Sequential([Input((28, 28, 1)), ...])``."""
     return InputLayer(shape, name=name)
+
+
+class SpatialDropout2D(Dropout):
+    """Dropout of whole feature maps, like ``keras.layers.SpatialDropout2D``: during training each
+    channel of each sample is zeroed with probability ``rate`` (the mask has shape ``(N, 1, 1, C)``)
+    and the rest scaled by ``1 / (1 - rate)``; the identity at inference.
+
+    ``x: (N, H, W, C) -> (N, H, W, C)``.
+
+    >>> SpatialDropout2D(0.5)(np.ones((1, 2, 2, 1))).shape
+    (1, 2, 2, 1)
+    """
+
+    min_ndim = 4
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if x.ndim != 4:
+            raise self._incompatible(f"expected ndim=4, found ndim={x.ndim}.", x.shape)
+        if not training or self.rate == 0:
+            self._cache = None
+            return x
+        # adjacent pixels of a feature map are correlated, so dropping single pixels barely
+        # regularizes: the whole map goes (Tompson et al., 2015)
+        keep = generator().random((x.shape[0], 1, 1, x.shape[3]), dtype=np.float32) >= self.rate
+        scale = (keep / (1.0 - self.rate)).astype(x.dtype)
+        self._cache = scale
+        return x * scale

@@ -1,5 +1,5 @@
 """Pooling layers: a small base class plus ``MaxPooling2D`` and ``AveragePooling2D``,
-thin wrappers around :mod:`cnnlab.ops.pool`."""
+thin wrappers around :mod:`cnnlab.ops.pool`; ``GlobalAveragePooling2D`` and ``GlobalMaxPooling2D``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab import config
 from cnnlab.layers.base import Layer, Shape
 from cnnlab.ops import pool as pool_ops
+from cnnlab.ops.reshaping import global_max_pool2d_backward
 from cnnlab.ops.shapes import normalize_padding, normalize_tuple, window_output_hw
 
 
@@ -101,3 +103,77 @@ class AveragePooling2D(BasePooling2D):
 
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
+
+
+class BaseGlobalPooling2D(Layer):
+    """``x: (N, H, W, C) -> (N, C)``, or ``(N, 1, 1, C)`` with ``keepdims=True``."""
+
+    min_ndim = 4
+
+    def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(
+                f"{type(self).__name__}: cnnlab works channels_last (N, H, W, C); received "
+                f"data_format={data_format!r}. Transpose the data instead: x.transpose(0, 2, 3, 1)."
+            )
+        self.keepdims = bool(keepdims)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 4:
+            raise ValueError(
+                f'{type(self).__name__} "{self.name}": expected inputs of shape (batch, height, width, channels), '
+                f"received {tuple(input_shape)}."
+            )
+        n, c = input_shape[0], input_shape[3]
+        return (n, 1, 1, c) if self.keepdims else (n, c)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(BaseGlobalPooling2D):
+    """Mean over all positions of each channel, like ``keras.layers.GlobalAveragePooling2D``.
+
+    >>> GlobalAveragePooling2D()(np.arange(8.0).reshape(1, 2, 2, 2))
+    array([[3., 4.]], dtype=float32)
+    """
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self.compute_output_shape(x.shape)
+        if not np.issubdtype(x.dtype, np.floating):
+            x = x.astype(config.floatx())  # Keras averages integer images as floats
+        if training:
+            self._cache = x.shape
+        y = x.mean(axis=(1, 2), keepdims=True)
+        return y if self.keepdims else y.reshape(x.shape[0], x.shape[3])
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        n, h, w, c = self._cache
+        # every position contributed 1 / (H * W) of the mean
+        return np.broadcast_to(dy.reshape(n, 1, 1, c) / (h * w), self._cache).copy()
+
+
+GlobalAvgPool2D = GlobalAveragePooling2D
+
+
+class GlobalMaxPooling2D(BaseGlobalPooling2D):
+    """Maximum over all positions of each channel, like ``keras.layers.GlobalMaxPooling2D``.
+
+    >>> GlobalMaxPooling2D(keepdims=True)(np.arange(8.0).reshape(1, 2, 2, 2)).shape
+    (1, 1, 1, 2)
+    """
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self.compute_output_shape(x.shape)
+        y = x.max(axis=(1, 2), keepdims=True)
+        if training:
+            self._cache = (x, y)
+        return y if self.keepdims else y.reshape(x.shape[0], x.shape[3])
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        x, y = self._cache
+        return global_max_pool2d_backward(x, y, dy.reshape(y.shape))
+
+
+GlobalMaxPool2D = GlobalMaxPooling2D

@@ -76,7 +76,11 @@ class Sequential(Layer):
         return out
 
     def _leaf_weights(self) -> list[tuple[np.ndarray, bool]]:
-        return [(w, on) for layer, on in self._leaves() for w in layer.weights]
+        out = []
+        for layer, on in self._leaves():
+            keys = set(layer.trainable_keys(on))
+            out.extend((w, key in keys) for key, w in layer._weights.items())
+        return out
 
     def add(self, layer: Layer) -> None:
         """Append a layer (an ``Input(...)`` first declares the input shape)."""

@@ -38,7 +38,13 @@ def summary_lines(model: Any) -> list[str]:
         line("┡", "╇", "┩", "━"),
     ]
     for i, cells in enumerate(rows):
-        out.append(row(cells, "│"))
+        # a name too long for its column wraps before "(Type)", as Keras's rich table does
+        name, type_name = cells[0].rsplit(" ", 1)
+        if len(cells[0]) > widths[0] - 2:
+            out.append(row((name, cells[1], cells[2]), "│"))
+            out.append(row((type_name, "", ""), "│"))
+        else:
+            out.append(row(cells, "│"))
         out.append(line("├", "┼", "┤", "─") if i < len(rows) - 1 else line("└", "┴", "┘", "─"))
     itemsize = config.float_dtype().itemsize
     out.append(f" Total params: {model.count_params():,} ({_bytes(model.count_params() * itemsize)})")
