@@ -138,3 +138,47 @@ def test_class_weight_matches_keras():
     assert_steps_match("class_weight", weights)
     np.testing.assert_allclose(losses, FIX["class_weight/loss"], rtol=1e-5)
     np.testing.assert_allclose(accuracy, FIX["class_weight/accuracy"], rtol=1e-6)
+
+
+ONEHOT = np.eye(3, dtype="float32")[FIX["y"]]
+LOSS_CASES = {
+    "huber": (lambda: cl.losses.Huber(delta=0.5), ONEHOT, "linear"),
+    "kl_divergence": (lambda: cl.losses.KLDivergence(), np.clip(ONEHOT, 0.1, 0.8), "softmax"),
+    "categorical_hinge": (lambda: cl.losses.CategoricalHinge(), ONEHOT, "linear"),
+    "cce_smoothing": (lambda: cl.losses.CategoricalCrossentropy(label_smoothing=0.2), ONEHOT, "softmax"),
+    "bce_smoothing": (lambda: cl.losses.BinaryCrossentropy(label_smoothing=0.2), ONEHOT, "sigmoid"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_CASES))
+def test_loss_training_steps_match_keras(name):
+    make, y, activation = LOSS_CASES[name]
+    weights, losses, _ = train(optimizers.SGD(learning_rate=0.1), loss=make(), y=y, activation=activation)
+    assert_steps_match(name, weights)
+    np.testing.assert_allclose(losses, FIX[f"{name}/loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        ("precision", lambda: cl.metrics.Precision()),
+        ("recall", lambda: cl.metrics.Recall()),
+        ("auc", lambda: cl.metrics.AUC()),
+        ("auc_pr", lambda: cl.metrics.AUC(curve="PR")),
+        ("precision_t03", lambda: cl.metrics.Precision(thresholds=0.3)),
+    ],
+)
+def test_streaming_metrics_match_keras(name, make):
+    metric = make()
+    metric.update_state(FIX["metric/t1"], FIX["metric/p1"])
+    metric.update_state(FIX["metric/t2"], FIX["metric/p2"])
+    # Keras accumulates the counts in float32 and computes the result in float32
+    np.testing.assert_allclose(metric.result(), FIX[f"metric/{name}"], rtol=1e-6)
+
+
+def test_top_k_categorical_accuracy_matches_keras():
+    labels = np.eye(3, dtype="float32")[[0, 1, 2, 2, 1, 0]]
+    for k in (1, 2):
+        np.testing.assert_array_equal(
+            cl.metrics.top_k_categorical_accuracy(labels, FIX["metric/p1"], k=k), FIX[f"metric/top{k}"]
+        )
