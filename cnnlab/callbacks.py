@@ -445,4 +445,14 @@ class LambdaCallback(Callback):
                 continue
             if not name.startswith("on_") or not callable(fn):
                 raise ValueError(f"LambdaCallback: expected {name} to be a function, received {fn!r}.")
-            setattr(self, name, fn)
+            setattr(self, name, _with_logs(fn, 1 if name in ("on_train_begin", "on_train_end") else 2))
+
+
+def _with_logs(fn: Callable[..., Any], arity: int) -> Callable[..., Any]:
+    """Call ``fn`` always with Keras's arguments (``logs`` last, ``{}`` when fit gave none)."""
+
+    def hook(*args: Any) -> Any:
+        args = args[:arity]
+        return fn(*args, *([{}] * (arity - len(args))))
+
+    return hook
