@@ -9,7 +9,22 @@ array([[ 5,  7],
 
 import numpy as np  # noqa: F401  (used by the doctest above)
 
-from cnnlab import callbacks, config, datasets, layers, losses, metrics, models, ops, optimizers, saving, utils
+from cnnlab import (
+    callbacks,
+    config,
+    constraints,
+    datasets,
+    layers,
+    losses,
+    metrics,
+    models,
+    ops,
+    optimizers,
+    regularizers,
+    saving,
+    schedules,
+    utils,
+)
 from cnnlab.explain import explain, trace
 from cnnlab.layers.base import clear_session
 from cnnlab.models import Model, Sequential
@@ -22,6 +37,9 @@ __version__ = "0.1.0"
 __all__ = [
     "callbacks",
     "config",
+    "constraints",
+    "regularizers",
+    "schedules",
     "datasets",
     "layers",
     "losses",

@@ -94,6 +94,44 @@ def mean_squared_error(y_true: Any, y_pred: Any) -> np.ndarray:
 mse = MSE = mean_squared_error
 
 
+def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> np.ndarray:
+    """Per-sample mean over the last axis of ``0.5*e^2`` where ``|e| <= delta``, else
+    ``delta*|e| - 0.5*delta^2`` (``e = y_pred - y_true``).
+
+    >>> huber([[0.0, 0.0]], [[0.5, 3.0]])
+    array([1.3125])
+    """
+    e = np.asarray(y_pred, dtype=float) - np.asarray(y_true, dtype=float)
+    a = np.abs(e)
+    return np.where(a <= delta, 0.5 * e * e, delta * a - 0.5 * delta * delta).mean(axis=-1)
+
+
+def kl_divergence(y_true: Any, y_pred: Any) -> np.ndarray:
+    """Per-sample ``sum(t * log(t / p))`` over the last axis, both clipped to ``[1e-7, 1]``.
+
+    >>> kl_divergence([[0.5, 0.5]], [[0.25, 0.75]]).round(5)
+    array([0.14384])
+    """
+    t = np.clip(np.asarray(y_true, dtype=float), EPSILON, 1)
+    p = np.clip(np.asarray(y_pred, dtype=float), EPSILON, 1)
+    return (t * np.log(t / p)).sum(axis=-1)
+
+
+kld = KLD = kl_divergence
+
+
+def categorical_hinge(y_true: Any, y_pred: Any) -> np.ndarray:
+    """Per-sample ``max(neg - pos + 1, 0)`` with ``pos = sum(t*p)``, ``neg = max((1 - t)*p)``.
+
+    >>> categorical_hinge([[0.0, 1.0, 0.0]], [[0.3, 0.5, 0.2]])
+    array([0.8])
+    """
+    t, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    pos = (t * p).sum(axis=-1)
+    neg = ((1.0 - t) * p).max(axis=-1)
+    return np.maximum(neg - pos + 1.0, 0.0)
+
+
 class Loss:
     """A loss for the training loop: value of the batch mean and its gradient."""
 
@@ -128,13 +166,44 @@ class Loss:
     def __call__(self, y_true: Any, y_pred: Any) -> float:
         return float(np.mean(self.per_sample(np.asarray(y_true), np.asarray(y_pred))))
 
+    def get_config(self) -> dict[str, Any]:
+        """The loss's options (empty when it has none)."""
+        return {}
+
+    def serialize(self) -> Any:
+        """The name, or ``{"class_name": ..., "config": ...}`` when options are set (for saving)."""
+        cfg = self.get_config()
+        return {"class_name": type(self).__name__, "config": cfg} if cfg else self.name
+
     def per_sample(self, y: np.ndarray, out: np.ndarray) -> np.ndarray:
         return self.value_and_grad(y, out, None)[0]
 
 
+def _check_smoothing(owner: str, value: Any) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not 0 <= value <= 1:
+        raise ValueError(f"{owner}: expected label_smoothing in [0, 1] (e.g. 0.1), received {value!r}.")
+    return float(value)
+
+
 class CategoricalCrossentropy(Loss):
+    """``-sum(t * log(p))`` per sample; with ``label_smoothing`` the one-hot labels become
+    ``t*(1 - ls) + ls/num_classes`` first, as Keras does."""
+
     name = "categorical_crossentropy"
     logits_activation = "softmax"
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = _check_smoothing(type(self).__name__, label_smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
+
+    def smooth(self, y: np.ndarray) -> np.ndarray:
+        if not self.label_smoothing:
+            return y
+        ls = self.label_smoothing
+        return y * (1.0 - ls) + ls / y.shape[-1]
 
     def _shape_hint(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> str:
         if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
@@ -146,6 +215,7 @@ class CategoricalCrossentropy(Loss):
 
     def value_and_grad(self, y, out, logits):
         n = y.shape[0]
+        y = self.smooth(y)
         if logits is not None:
             logp = _log_softmax(logits)
             values = -(y * logp).sum(axis=-1)
@@ -166,6 +236,9 @@ class CategoricalCrossentropy(Loss):
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     name = "sparse_categorical_crossentropy"
     sparse_labels = True
+
+    def __init__(self) -> None:  # Keras's sparse cross-entropy has no label_smoothing
+        super().__init__()
 
     def check_labels(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> np.ndarray:
         y = np.asarray(y)
@@ -202,10 +275,21 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
 
 class BinaryCrossentropy(Loss):
+    """``-mean(t log p + (1-t) log(1-p))`` per sample; with ``label_smoothing`` the labels become
+    ``t*(1 - ls) + 0.5*ls`` first, as Keras does."""
+
     name = "binary_crossentropy"
     logits_activation = "sigmoid"
 
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = _check_smoothing(type(self).__name__, label_smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
+
     def value_and_grad(self, y, out, logits):
+        if self.label_smoothing:
+            y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         scale = 1.0 / (y.shape[0] * y.shape[-1])
         if logits is not None:
             values = (np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))).mean(-1)
@@ -228,18 +312,99 @@ class MeanSquaredError(Loss):
         return values, grad.astype(out.dtype, copy=False)
 
 
+class Huber(Loss):
+    """``huber(y, p, delta)`` per sample (mean over the last axis); gradient ``e`` where
+    ``|e| <= delta``, else ``delta*sign(e)``, divided by the number of values."""
+
+    name = "huber"
+
+    def __init__(self, delta: float = 1.0) -> None:
+        ok = isinstance(delta, (int, float, np.integer, np.floating)) and not isinstance(delta, bool)
+        if not ok or not delta > 0:
+            raise ValueError(f"Huber: expected delta to be a positive number such as 1.0, received {delta!r}.")
+        self.delta = float(delta)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"delta": self.delta} if self.delta != 1.0 else {}
+
+    def value_and_grad(self, y, out, logits):
+        e = out - y
+        a = np.abs(e)
+        inside = a <= self.delta
+        values = np.where(inside, 0.5 * e * e, self.delta * a - 0.5 * self.delta**2).mean(axis=-1)
+        grad = np.where(inside, e, self.delta * np.sign(e)) / e.size
+        return values, grad.astype(out.dtype, copy=False)
+
+
+class KLDivergence(Loss):
+    """``sum(t * log(t / p))`` per sample, ``t`` and ``p`` clipped to ``[1e-7, 1]``; gradient
+    ``-t / p`` where ``p`` is inside the clip range, divided by the batch size."""
+
+    name = "kl_divergence"
+
+    def value_and_grad(self, y, out, logits):
+        t = np.clip(y, EPSILON, 1)
+        p = np.clip(out, EPSILON, 1)
+        values = (t * np.log(t / p)).sum(axis=-1)
+        inside = (out >= EPSILON) & (out <= 1)
+        grad = np.where(inside, -t / p, 0.0) / y.shape[0]
+        return values, grad.astype(out.dtype, copy=False)
+
+
+class CategoricalHinge(Loss):
+    """``max(neg - pos + 1, 0)`` per sample (``pos = sum(t*p)``, ``neg = max((1-t)*p)``); where
+    positive, the gradient is ``-t`` plus ``(1 - t)`` at the arg-max of ``(1-t)*p``, over the batch size."""
+
+    name = "categorical_hinge"
+
+    def value_and_grad(self, y, out, logits):
+        pos = (y * out).sum(axis=-1)
+        other = (1.0 - y) * out
+        j = other.argmax(axis=-1)
+        neg = np.take_along_axis(other, j[..., None], axis=-1)[..., 0]
+        values = np.maximum(neg - pos + 1.0, 0.0)
+        grad = -y.astype(np.float64)
+        np.put_along_axis(
+            grad,
+            j[..., None],
+            np.take_along_axis(grad, j[..., None], -1) + 1.0 - np.take_along_axis(y, j[..., None], -1),
+            axis=-1,
+        )
+        grad *= (values > 0)[..., None] / y.shape[0]
+        return values, grad.astype(out.dtype, copy=False)
+
+
 _BY_NAME: dict[str, type[Loss]] = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
     "mean_squared_error": MeanSquaredError,
     "mse": MeanSquaredError,
+    "huber": Huber,
+    "kl_divergence": KLDivergence,
+    "kld": KLDivergence,
+    "categorical_hinge": CategoricalHinge,
 }
 _FUNCTIONS: dict[Callable[..., Any], type[Loss]] = {
     categorical_crossentropy: CategoricalCrossentropy,
     sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
     binary_crossentropy: BinaryCrossentropy,
     mean_squared_error: MeanSquaredError,
+    huber: Huber,
+    kl_divergence: KLDivergence,
+    categorical_hinge: CategoricalHinge,
+}
+_CLASSES: dict[str, type[Loss]] = {
+    cls.__name__: cls
+    for cls in (
+        CategoricalCrossentropy,
+        SparseCategoricalCrossentropy,
+        BinaryCrossentropy,
+        MeanSquaredError,
+        Huber,
+        KLDivergence,
+        CategoricalHinge,
+    )
 }
 
 
@@ -251,6 +416,8 @@ def get(identifier: Any) -> Loss:
     """
     if isinstance(identifier, Loss):
         return identifier
+    if isinstance(identifier, dict) and identifier.get("class_name") in _CLASSES:
+        return _CLASSES[identifier["class_name"]](**identifier.get("config", {}))
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
     if callable(identifier) and identifier in _FUNCTIONS:

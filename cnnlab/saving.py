@@ -68,7 +68,7 @@ def save_model(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any
     if model.compiled:
         compile_cfg = {
             "optimizer": model.optimizer.get_config(),
-            "loss": model.loss.name,
+            "loss": model.loss.serialize(),
             "metrics": [name for name, _ in model._metrics],
         }
     manifest = {

@@ -120,6 +120,26 @@ def _fast_available() -> bool:
     return False
 
 
+def has_weight_rules(leaves: Leaves) -> bool:
+    """Whether a trainable layer has a regularizer or constraint (``layer.regularizers`` /
+    ``layer.constraints``: weight key -> callable), which the engine applies around the update."""
+    return any(
+        getattr(layer, "regularizers", None) or getattr(layer, "constraints", None)
+        for layer, trainable in leaves
+        if trainable
+    )
+
+
+def _reference_update(optimizer: Any, store: Any) -> Callable[[np.ndarray, np.ndarray], None] | None:
+    """``optimizer.apply`` told where each weight array lies in the flat array (for ``clipnorm``)."""
+    if optimizer is None:
+        return None
+    if store is None or not store.spans:
+        return optimizer.apply
+    spans = list(store.spans.values())
+    return lambda flat, grads: optimizer.apply(flat, grads, spans=spans)
+
+
 def plan_key(leaves: Leaves, dtype: np.dtype, optimizer: Any, kernels: str) -> tuple:
     return (
         kernels,
@@ -148,8 +168,7 @@ def build_plan(
     layers = [layer for layer, _ in leaves]
     if not fast:
         steps = [Step(i, i + 1, layer) for i, layer in enumerate(layers)]
-        update = optimizer.apply if optimizer is not None else None
-        return Plan("reference", steps, first, update=update, key=key)
+        return Plan("reference", steps, first, update=_reference_update(optimizer, store), key=key)
 
     from cnnlab._accel import registry
 
@@ -173,8 +192,13 @@ def build_plan(
     whole_step = whole_predict = None
     update = None
     if optimizer is not None:
-        update = registry.optimizer_update(optimizer, np.dtype(config.floatx())) or optimizer.apply
-        if store is not None:
+        # compiled updates know only the plain formulas: clipping and weight decay need the optimizer's
+        # own apply, and weight rules (regularizers, constraints) the engine's step around it
+        plain = not getattr(optimizer, "reference_update_only", False)
+        update = (plain and registry.optimizer_update(optimizer, np.dtype(config.floatx()))) or _reference_update(
+            optimizer, store
+        )
+        if store is not None and plain and not has_weight_rules(leaves):
             whole_step = registry.whole_step(leaves, np.dtype(dtype), optimizer, store)
     whole_predict = registry.whole_predict(layers, np.dtype(dtype))
     compiled = any(step.accelerated for step in steps) or whole_step is not None

@@ -6,7 +6,13 @@ A training step::
     out = unit_k(... unit_1(x))                     # forward, each unit keeps its cache
     loss, g = loss.value_and_grad(y, out, logits)   # from logits after softmax, as Keras/TF
     g = unit.backward(g) for units in reverse        # fills the flat gradient array
+    loss += sum(reg(w)); grad(w) += reg.gradient(w)  # weight regularizers (layer.regularizers)
     plan.update(flat, grads)                         # the optimizer
+    w = constraint(w)                                # weight constraints (layer.constraints)
+
+With ``sample_weight`` (or ``class_weight``) the batch loss is Keras's ``sum(w_i * loss_i) / N``
+(``sum_over_batch_size``: divided by the batch size, not by the sum of the weights), so each
+sample's loss gradient is scaled by its weight.
 
 The engine knows no layer class: the model gives it its leaf layers (nested models expanded)
 with their effective trainability, and the plan decides which kernels run them.
@@ -62,6 +68,8 @@ class Engine:
         self._plans: dict[bool, Plan] = {}
         #: seconds numba spent compiling kernels during the current/last ``fit``
         self.compile_seconds = 0.0
+        #: the regularization penalty added to the last training step's loss
+        self.penalty = 0.0
 
     # ------------------------------------------------------------ plan
     def leaves(self) -> list[tuple[Any, bool]]:
@@ -92,9 +100,11 @@ class Engine:
         wanted = self.model.loss.logits_activation
         return wanted is not None and getattr(last, "activation", None) == wanted
 
-    def gradients(self, plan: Plan, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def gradients(
+        self, plan: Plan, xb: np.ndarray, yb: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Forward, loss, backward through ``plan``; gradients land in the flat gradient array.
-        Returns per-sample losses and the outputs (for metrics)."""
+        Returns per-sample (weighted) losses and the outputs (for metrics)."""
         first = plan.first_trainable
         out = xb
         for step in plan.steps:
@@ -102,6 +112,9 @@ class Engine:
         from_logits = self.from_logits()
         last = plan.steps[-1].unit
         values, grad = self.model.loss.value_and_grad(yb, out, last.last_logits if from_logits else None)
+        if sample_weight is not None:
+            values = values * sample_weight
+            grad *= sample_weight.reshape(-1, *([1] * (grad.ndim - 1))).astype(grad.dtype, copy=False)
         flush_subnormals(grad)  # see ops.activations.flush_subnormals: TF does the same
         for step in reversed(plan.steps):
             if step.stop <= first:
@@ -115,19 +128,52 @@ class Engine:
             step.unit.release()
         return values, out
 
-    def train_batch(self, plan: Plan, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-        """One optimizer step; returns losses, outputs and whether the weights were updated (not
-        when a loss value is NaN or infinite)."""
-        if plan.whole_step is not None:
+    def train_batch(
+        self, plan: Plan, xb: np.ndarray, yb: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """One optimizer step; returns (weighted) losses, outputs and whether the weights were
+        updated (not when a loss value is NaN or infinite). ``self.penalty`` is the regularization
+        added to this step's batch loss."""
+        self.penalty = 0.0
+        if plan.whole_step is not None and sample_weight is None:
             with defer_interrupt():  # this step also updates the weights
                 values, out = plan.whole_step.run(xb, yb, self.model.loss)
             return values, out, bool(np.all(np.isfinite(values)))
-        values, out = self.gradients(plan, xb, yb)
-        if not np.all(np.isfinite(values)):
+        values, out = self.gradients(plan, xb, yb, sample_weight)
+        self.penalty = self.regularization(add_gradients=True)
+        if not np.all(np.isfinite(values)) or not math.isfinite(self.penalty):
             return values, out, False
         with defer_interrupt():
             plan.update(self.store.flat, self.store.grads)
+            self.apply_constraints()
         return values, out, True
+
+    # ------------------------------------------------------------ weight rules
+    def _rules(self, kind: str) -> Iterator[tuple[Any, str, Any]]:
+        """(layer, weight key, rule) for the trainable weights with a rule of ``kind``
+        (``"regularizers"`` or ``"constraints"``: dicts the layers keep, as Keras variables do)."""
+        for layer, trainable in self.leaves():
+            if trainable:
+                for key, rule in (getattr(layer, kind, None) or {}).items():
+                    if key in layer._weights:
+                        yield layer, key, rule
+
+    def regularization(self, add_gradients: bool = False) -> float:
+        """Sum of the weight penalties (Keras adds it to the batch loss, so the logged loss shows it);
+        with ``add_gradients`` their gradients are added to the weights' gradients."""
+        total = 0.0
+        for layer, key, rule in self._rules("regularizers"):
+            w = layer._weights[key]
+            total += float(rule(w))
+            if add_gradients:
+                layer.grads[key] += rule.gradient(w)
+        return total
+
+    def apply_constraints(self) -> None:
+        """Keras applies each trainable weight's constraint right after the optimizer's update."""
+        for layer, key, rule in self._rules("constraints"):
+            w = layer._weights[key]
+            w[...] = rule(w)
 
     # ------------------------------------------------------------ fit
     def fit_epochs(
@@ -141,6 +187,7 @@ class Engine:
         shuffle: bool,
         verbose: int,
         callbacks: list[Any],
+        sample_weight: np.ndarray | None = None,
     ) -> None:
         """Keras's epoch loop. Kernel compilation (first run on a CPU) is announced and kept out
         of the epoch times shown and measured by ``compile_seconds``."""
@@ -164,7 +211,9 @@ class Engine:
                     print(f"Epoch {epoch + 1}/{epochs}")
                 bar = Progbar(steps, verbose=verbose)
                 order = generator().permutation(len(x)) if shuffle else np.arange(len(x))
-                loss_sum, counts, seen = 0.0, np.zeros(len(model._metrics)), 0
+                loss_sum, seen = 0.0, 0
+                for _, metric in model._metrics:
+                    metric.reset_state()
                 logs: dict[str, float] = {}
                 for step in range(steps):
                     idx = order[step * batch_size : (step + 1) * batch_size]
@@ -175,7 +224,8 @@ class Engine:
                     for cb in callbacks:
                         cb.on_train_batch_begin(step)
                     before = watch.seconds
-                    values, out, updated = self.train_batch(plan, xb, yb)
+                    wb = None if sample_weight is None else sample_weight[idx]
+                    values, out, updated = self.train_batch(plan, xb, yb, wb)
                     if watch.seconds != before:  # compilation is not training time
                         bar.start += watch.seconds - before
                         self.compile_seconds = watch.seconds
@@ -189,16 +239,17 @@ class Engine:
                         )
                         model.stop_training = True
                         break
-                    loss_sum += float(values.sum())
-                    counts += [float(fn(yb, out).sum()) for _, fn in model._metrics]
+                    # Keras's loss tracker: the mean of the batch losses weighted by batch size
+                    loss_sum += float(values.sum()) + self.penalty * len(idx)
+                    for _, metric in model._metrics:
+                        metric.update_state(yb, out)  # compile(metrics=...) are unweighted in Keras 3
                     seen += len(idx)
-                    logs = {
-                        "loss": loss_sum / seen,
-                        **{n: c / seen for (n, _), c in zip(model._metrics, counts, strict=True)},
-                    }
+                    logs = {"loss": loss_sum / seen, **{n: metric.result() for n, metric in model._metrics}}
                     for cb in callbacks:
                         cb.on_train_batch_end(step, logs)
                     bar.update(step + 1, logs)
+                    if model.stop_training:  # a callback asked to stop (Keras checks after each batch)
+                        break
                 if model.stop_training and not logs:
                     break
                 if validation is not None:
@@ -258,7 +309,9 @@ class Engine:
         plan = self.plan(np.dtype(floatx), training=False)
         chunk = chunk or self.chunk_size(x.shape[1:])
         fused = self.from_logits()
-        loss_sum, counts = 0.0, np.zeros(len(model._metrics))
+        loss_sum = 0.0
+        for _, metric in model._metrics:
+            metric.reset_state()
         last = plan.steps[-1].unit
         with plan.threads():
             for start in range(0, len(x), chunk):
@@ -274,6 +327,7 @@ class Engine:
                     out = last.forward(out, training=False)
                 values, _ = model.loss.value_and_grad(yb, out, logits)
                 loss_sum += float(values.sum())
-                counts += [float(fn(yb, out).sum()) for _, fn in model._metrics]
-        n = len(x)
-        return loss_sum / n, [float(c / n) for c in counts]
+                for _, metric in model._metrics:
+                    metric.update_state(yb, out)
+        # Keras's test loss includes the weight penalties too
+        return loss_sum / len(x) + self.regularization(), [metric.result() for _, metric in model._metrics]

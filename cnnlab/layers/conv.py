@@ -8,12 +8,13 @@ import numpy as np
 
 from cnnlab.layers.activated import ActivationMixin
 from cnnlab.layers.base import Layer, Shape, check_initializer
+from cnnlab.layers.weight_rules import WeightRulesMixin
 from cnnlab.ops import activations as act_ops
 from cnnlab.ops.conv import conv2d_backward, conv2d_forward, conv2d_forward_cols
 from cnnlab.ops.shapes import normalize_padding, normalize_tuple, window_output_hw
 
 
-class Conv2D(ActivationMixin, Layer):
+class Conv2D(ActivationMixin, WeightRulesMixin, Layer):
     """2-D convolution, like ``keras.layers.Conv2D`` (channels_last).
 
     ``x: (N, H, W, C_in) -> (N, H_out, W_out, filters)``; kernel ``(kh, kw, C_in, filters)``,

@@ -9,11 +9,12 @@ import numpy as np
 from cnnlab import config
 from cnnlab.layers.activated import ActivationMixin
 from cnnlab.layers.base import Layer, Shape, check_initializer, format_shape
+from cnnlab.layers.weight_rules import WeightRulesMixin
 from cnnlab.ops import activations as act_ops
 from cnnlab.random import generator
 
 
-class Dense(ActivationMixin, Layer):
+class Dense(ActivationMixin, WeightRulesMixin, Layer):
     """Fully connected layer on the last axis, like ``keras.layers.Dense``.
 
     ``x: (N, ..., in) -> (N, ..., units)``; ``y = activation(x @ kernel + bias)`` with

@@ -55,6 +55,8 @@ class Sequential(Layer):
         self.compiled = False
         self.stop_training = False
         self.history: History | None = None
+        #: the epoch a callback (BackupAndRestore) asks ``fit`` to start from
+        self._initial_epoch: int | None = None
         self._engine = Engine(self)
         #: free-form facts kept with the model file (e.g. input preprocessing)
         self.metadata: dict[str, Any] = {}
@@ -342,7 +344,8 @@ class Sequential(Layer):
             values, out, updated = engine.train_batch(plan, x.astype(config.floatx(), copy=False), y)
         if not updated:
             raise FloatingPointError("train_on_batch: the loss is NaN or infinite; the weights were not updated.")
-        return self._results(float(values.mean()), [float(fn(y, out).mean()) for _, fn in self._metrics])
+        mets = [metric(y, out) for _, metric in self._metrics]
+        return self._results(float(values.mean()) + engine.penalty, mets)
 
     def test_on_batch(self, x: Any, y: Any) -> Any:
         """Loss and metrics on one batch, without updating weights."""
@@ -368,9 +371,16 @@ class Sequential(Layer):
         validation_split: float = 0.0,
         validation_data: Any = None,
         shuffle: bool = True,
+        class_weight: dict[int, float] | None = None,
+        sample_weight: Any = None,
         initial_epoch: int = 0,
     ) -> History:
         """Train like ``keras.Model.fit``; returns a :class:`History`.
+
+        ``sample_weight`` (one weight per sample) or ``class_weight`` (``{class: weight}``, classes
+        not named weigh 1) weight each sample's loss as Keras does: the batch loss is
+        ``sum(w_i * loss_i) / batch_size``; the metrics stay unweighted (Keras 3 weights only
+        ``weighted_metrics``).
 
         ``validation_split`` holds out the *last* fraction of the samples (before
         shuffling), as Keras does. If the loss becomes NaN or infinite, training stops
@@ -389,6 +399,7 @@ class Sequential(Layer):
         x, y = self._prepare_xy(x, y, "fit")
         if len(x) == 0:
             raise ValueError("fit: x holds no samples.")
+        weights = fit_sample_weights(y, sample_weight, class_weight, self.loss.sparse_labels)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("fit: expected validation_data=(x_val, y_val).")
@@ -404,6 +415,7 @@ class Sequential(Layer):
                     f"fit: validation_split={validation_split} leaves no training or no validation samples of {len(x)}."
                 )
             x, x_val, y, y_val = x[:cut], x[cut:], y[:cut], y[cut:]
+            weights = None if weights is None else weights[:cut]
         else:
             x_val = y_val = None
 
@@ -411,14 +423,21 @@ class Sequential(Layer):
         self.history = history
         steps = math.ceil(len(x) / batch_size)
         history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
-        all_callbacks = [history, *(callbacks or [])]
+        # Keras's CallbackList appends History after the user's callbacks, so values they add to the
+        # logs (ReduceLROnPlateau's learning_rate) reach the history
+        all_callbacks = [*(callbacks or []), history]
         for cb in all_callbacks:
             cb.set_model(self)
         self.stop_training = False
+        self._initial_epoch = None
         for cb in all_callbacks:
             cb.on_train_begin()
+        if self._initial_epoch is not None:  # set by BackupAndRestore when it resumes
+            initial_epoch = self._initial_epoch
         validation = None if x_val is None else (x_val, y_val)
-        self._engine.fit_epochs(x, y, validation, batch_size, epochs, initial_epoch, shuffle, verbose, all_callbacks)
+        self._engine.fit_epochs(
+            x, y, validation, batch_size, epochs, initial_epoch, shuffle, verbose, all_callbacks, weights
+        )
         for cb in all_callbacks:
             cb.on_train_end()
         return history
@@ -485,6 +504,38 @@ class Sequential(Layer):
                 raise ValueError(f"from_config: unknown layer class {name!r}.")
             model.add(layer_cls.from_config(item["config"]))
         return model
+
+
+def fit_sample_weights(
+    y: np.ndarray, sample_weight: Any, class_weight: dict[int, float] | None, sparse: bool
+) -> np.ndarray | None:
+    """One float weight per sample from ``sample_weight`` or ``class_weight`` (Keras: not both;
+    a class not in ``class_weight`` weighs 1; one-hot labels give their argmax class)."""
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError(
+            "fit: you cannot use class_weight and sample_weight at the same time; fold the class weights "
+            "into sample_weight instead."
+        )
+    if class_weight is not None:
+        if not isinstance(class_weight, dict):
+            raise ValueError(
+                "fit: expected class_weight to be a dict {class index: weight}, received "
+                f"{type(class_weight).__name__}."
+            )
+        labels = y if sparse or y.ndim == 1 else (y.argmax(axis=-1) if y.shape[-1] != 1 else y[..., 0])
+        labels = np.round(labels).astype(np.int64).reshape(len(y), -1)[:, 0]
+        table = {int(k): float(v) for k, v in class_weight.items()}
+        return np.array([table.get(int(c), 1.0) for c in labels], dtype=config.floatx())
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight, dtype=config.floatx())
+    if weights.ndim != 1 or len(weights) != len(y):
+        raise ValueError(
+            f"fit: expected sample_weight of shape ({len(y)},), one weight per sample, received shape {weights.shape}."
+        )
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("fit: sample_weight holds NaN or infinite values.")
+    return weights
 
 
 Model = Sequential
