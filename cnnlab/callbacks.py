@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab._atomic import check_folder, check_target
+from cnnlab.errors import InvalidArgumentError
 
 
 class Callback:
@@ -66,7 +67,7 @@ class EarlyStopping(Callback):
     ) -> None:
         super().__init__()
         if mode not in ("auto", "min", "max"):
-            raise ValueError(f"EarlyStopping: expected mode 'auto', 'min' or 'max', received {mode!r}.")
+            raise InvalidArgumentError(f"EarlyStopping: expected mode 'auto', 'min' or 'max', received {mode!r}.")
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         self.monitor, self.patience, self.verbose = monitor, int(patience), verbose
@@ -84,7 +85,7 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.monitor not in logs:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"EarlyStopping: monitor {self.monitor!r} is not among the logged values "
                 f"({', '.join(logs) or 'none'}). Pass validation data for 'val_*' monitors."
             )
@@ -123,7 +124,7 @@ class ModelCheckpoint(Callback):
     ) -> None:
         super().__init__()
         if mode not in ("auto", "min", "max"):
-            raise ValueError(f"ModelCheckpoint: expected mode 'auto', 'min' or 'max', received {mode!r}.")
+            raise InvalidArgumentError(f"ModelCheckpoint: expected mode 'auto', 'min' or 'max', received {mode!r}.")
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         self.filepath, self.monitor, self.save_best_only, self.verbose = str(filepath), monitor, save_best_only, verbose
@@ -146,7 +147,7 @@ class ModelCheckpoint(Callback):
         logs = logs or {}
         if self.save_best_only:
             if self.monitor not in logs:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"ModelCheckpoint: monitor {self.monitor!r} is not among the logged values "
                     f"({', '.join(logs) or 'none'})."
                 )
@@ -157,7 +158,7 @@ class ModelCheckpoint(Callback):
         try:
             path = self.filepath.format(epoch=epoch + 1, **logs)
         except (KeyError, ValueError) as exc:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"ModelCheckpoint: cannot fill in filepath {self.filepath!r} ({exc!r}); it may use "
                 f"{{epoch}} and {', '.join('{' + k + '}' for k in logs)}."
             ) from exc

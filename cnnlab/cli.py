@@ -1,7 +1,9 @@
 """The ``cnnlab`` command line: the lecture job, training, and using saved models.
 
-Every user error (missing file, bad option, unreadable image) prints one line to
-stderr and exits with status 1 (2 for bad usage), without a traceback.
+Every user error (missing file, bad option, unreadable image: the classes of
+:mod:`cnnlab.errors`, and ``OSError`` for files) prints one line to stderr and exits with
+status 1 (2 for bad usage), without a traceback; any other exception is a bug in cnnlab
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.datasets.fashion_mnist import DataNotFoundError
-from cnnlab.datasets.idx import DataFileError
+from cnnlab.errors import CnnlabError, CommandError
 from cnnlab.explain import fmt
 
-
-class UserError(ValueError):
-    """An error caused by the command's input, reported as one line."""
+#: the old name of CommandError, kept for code that imported it
+UserError = CommandError
 
 
 def _positive_int(text: str) -> int:
@@ -198,7 +198,7 @@ def _check_out(check: Callable[[str], None], path: str) -> None:
     try:
         check(path)
     except OSError as exc:
-        raise UserError(f"{exc} Nothing was trained: give --out a writable place.") from exc
+        raise CommandError(f"{exc} Nothing was trained: give --out a writable place.") from exc
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -257,16 +257,16 @@ def read_image(path: str, invert: str = "auto") -> np.ndarray:
     or a .npy array of shape (28, 28) or (28, 28, 1)."""
     file = Path(path)
     if not file.is_file():
-        raise UserError(f"{path}: no such file")
+        raise CommandError(f"{path}: no such file")
     if file.suffix.lower() == ".npy":
         try:
             array = np.load(file, allow_pickle=False)
         except (ValueError, OSError) as exc:
-            raise UserError(f"{path}: not a readable .npy array ({exc})") from exc
+            raise CommandError(f"{path}: not a readable .npy array ({exc})") from exc
         if array.shape == (28, 28, 1):
             array = array[..., 0]
         if array.shape != (28, 28):
-            raise UserError(f"{path}: expected an array of shape (28, 28) or (28, 28, 1), received {array.shape}")
+            raise CommandError(f"{path}: expected an array of shape (28, 28) or (28, 28, 1), received {array.shape}")
         image = array.astype(np.float64)
     else:
         from PIL import Image, UnidentifiedImageError
@@ -275,7 +275,7 @@ def read_image(path: str, invert: str = "auto") -> np.ndarray:
             with Image.open(file) as img:
                 image = np.asarray(img.convert("L").resize((28, 28), Image.Resampling.BILINEAR), dtype=np.float64)
         except (UnidentifiedImageError, OSError) as exc:
-            raise UserError(f"{path}: not a readable image (PNG or JPEG expected): {exc}") from exc
+            raise CommandError(f"{path}: not a readable image (PNG or JPEG expected): {exc}") from exc
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     if invert == "yes" or (invert == "auto" and border.mean() > 127):
         image = 255.0 - image
@@ -305,11 +305,11 @@ def _pair(text: str, what: str) -> tuple[int, int]:
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise UserError(f"--{what}: expected N or N,M with whole numbers, received {text!r}") from None
+        raise CommandError(f"--{what}: expected N or N,M with whole numbers, received {text!r}") from None
     if len(values) == 1:
         values *= 2
     if len(values) != 2:
-        raise UserError(f"--{what}: expected N or N,M, received {text!r}")
+        raise CommandError(f"--{what}: expected N or N,M, received {text!r}")
     return values[0], values[1]
 
 
@@ -325,7 +325,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if args.what == "conv":
         kernel = views.parse_matrix(args.kernel, "--kernel")
         if kernel.shape[2] != image.shape[2]:
-            raise UserError(
+            raise CommandError(
                 f"--kernel has {kernel.shape[2]} channel plane(s) but --image has {image.shape[2]}; "
                 'give one kernel plane per image channel, separated by ";;"'
             )
@@ -384,7 +384,7 @@ def _explain_model(args: argparse.Namespace) -> None:
     model = _load(args.model)
     _, (x_test, y_test) = fashion_mnist.load_data(args.data)
     if not 0 <= args.index < len(x_test):
-        raise UserError(
+        raise CommandError(
             f"--index {args.index} is out of range: the test set has {len(x_test)} images (0..{len(x_test) - 1})"
         )
     image = x_test[args.index].reshape(28, 28, 1).astype(np.float64) * float(model.metadata.get("input_scale", 1.0))
@@ -415,6 +415,14 @@ def _explain_model(args: argparse.Namespace) -> None:
         print(f"page written to {views.write_html(Path(args.html), page)}")
 
 
+def _one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (a data-set search lists its places on several)."""
+    lines = [line.strip(" -") for line in (str(exc) or type(exc).__name__).splitlines() if line.strip()]
+    return "".join(
+        line + ("" if k == len(lines) - 1 else " " if line.endswith(":") else "; ") for k, line in enumerate(lines)
+    )
+
+
 COMMANDS = {
     "lecture": cmd_lecture,
     "train": cmd_train,
@@ -430,8 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
-    except (DataNotFoundError, DataFileError, ValueError, OSError) as exc:
-        print(f"cnnlab {args.command}: {exc}", file=sys.stderr)
+    except (CnnlabError, OSError) as exc:
+        # a user's mistake or a file that cannot be read or written: one line, no traceback;
+        # anything else is a bug in cnnlab and keeps its traceback
+        print(f"cnnlab {args.command}: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"cnnlab {args.command}: interrupted", file=sys.stderr)

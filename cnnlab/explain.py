@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
 from cnnlab.layers import AveragePooling2D, Conv2D, Dense, MaxPooling2D
 from cnnlab.layers.base import Layer
 from cnnlab.ops.shapes import padding_amounts
@@ -181,7 +182,9 @@ def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer
     if isinstance(layer, Sequential):
         model = layer
         if name_or_index is None:
-            raise ValueError("explain: with a model, name the layer: explain(model, x, at=..., layer='conv2d' or 0).")
+            raise InvalidArgumentError(
+                "explain: with a model, name the layer: explain(model, x, at=..., layer='conv2d' or 0)."
+            )
         target = (
             model.get_layer(index=name_or_index) if isinstance(name_or_index, int) else model.get_layer(name_or_index)
         )
@@ -193,7 +196,7 @@ def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer
                 return target, target.check_input(data)
             data = candidate(data)
     if not isinstance(layer, Layer):
-        raise ValueError(f"explain: expected a layer or a Sequential model, received {type(layer).__name__}.")
+        raise InvalidArgumentError(f"explain: expected a layer or a Sequential model, received {type(layer).__name__}.")
     data = layer.check_input(np.asarray(x))
     if not layer.built:
         layer.build((None, *data.shape[1:]))
@@ -204,7 +207,7 @@ def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer
 def _check_at(at: Sequence[int], shape: tuple[int, ...], what: str) -> tuple[int, ...]:
     at = tuple(int(v) for v in at)
     if len(at) != len(shape) or any(not 0 <= a < s for a, s in zip(at, shape, strict=True)):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"explain: at={at} is outside the {what} output of shape {shape}; expected {len(shape)} indices "
             f"with 0 <= at[k] < shape[k]."
         )
@@ -246,7 +249,7 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
         return _explain_pool(target, data.shape, data[at[0]], at, output)
     if isinstance(target, Dense):
         return _explain_dense(target, data, at, output, full.shape[-1])
-    raise ValueError(
+    raise InvalidArgumentError(
         f'explain: layer "{target.name}" is a {type(target).__name__}; explanations exist for Conv2D, '
         "MaxPooling2D, AveragePooling2D and Dense (Flatten, Dropout and Activation only move or scale values)."
     )
@@ -347,7 +350,9 @@ def trace(model: Any, image: Any) -> list[tuple[str, np.ndarray]]:
         data = data[None]
     data = model.check_input(data)
     if len(data) != 1:
-        raise ValueError(f"trace: expected one image, received a batch of {len(data)}; pass x[k] for one of them.")
+        raise InvalidArgumentError(
+            f"trace: expected one image, received a batch of {len(data)}; pass x[k] for one of them."
+        )
     out = [("input", data[0])]
     for layer in model.layers:
         data = layer(data)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import config
+from cnnlab.errors import InvalidArgumentError
 
 EPSILON = 1e-7
 
@@ -107,7 +108,7 @@ class Loss:
         y = np.asarray(y)
         expected = (len(y), *output_shape[1:])
         if y.shape != expected:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.name}: labels of shape {y.shape} do not match the model's output "
                 f"{expected}.{self._shape_hint(y, output_shape)}"
             )
@@ -170,7 +171,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     def check_labels(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> np.ndarray:
         y = np.asarray(y)
         if y.ndim == len(output_shape) and y.shape[-1] == output_shape[-1] and y.shape[-1] > 1:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.name}: expected integer class labels of shape ({len(y)},), received "
                 f"one-hot-like labels of shape {y.shape}. Use loss='categorical_crossentropy' "
                 "for one-hot labels, or pass y.argmax(-1)."
@@ -178,17 +179,19 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         if y.ndim == len(output_shape) and y.shape[-1] == 1:
             y = y.reshape(y.shape[:-1])
         if y.shape != (len(y), *output_shape[1:-1]):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.name}: labels of shape {y.shape} do not match the model's output "
                 f"{(len(y), *output_shape[1:])}; expected one class number per sample."
             )
         if not np.issubdtype(y.dtype, np.integer):
             if not np.all(np.equal(np.mod(y, 1), 0)):
-                raise ValueError(f"{self.name}: expected whole-number class labels, received {y.dtype} values.")
+                raise InvalidArgumentError(
+                    f"{self.name}: expected whole-number class labels, received {y.dtype} values."
+                )
         y = y.astype(np.int64)
         units = output_shape[-1]
         if y.size and (y.min() < 0 or y.max() >= units):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.name}: labels must be in 0..{units - 1} for a last layer with {units} "
                 f"units; received labels from {y.min()} to {y.max()}."
             )
@@ -258,7 +261,7 @@ def get(identifier: Any) -> Loss:
     name = identifier if isinstance(identifier, str) else getattr(identifier, "__name__", None)
     if isinstance(name, str) and name.lower() in _BY_NAME:
         return _BY_NAME[name.lower()]()
-    raise ValueError(
+    raise InvalidArgumentError(
         f"Unknown loss {identifier!r}. Expected one of "
         f"{', '.join(repr(k) for k in _BY_NAME)} or a function from cnnlab.losses."
     )

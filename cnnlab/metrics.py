@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
+
 
 def categorical_accuracy(y_true: Any, y_pred: Any) -> np.ndarray:
     """Example:
@@ -67,7 +69,7 @@ def resolve(metrics: Any, loss_name: str) -> list[tuple[str, Any]]:
         elif name in _FUNCTIONS:
             out.append((name, _FUNCTIONS[name]))
         else:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Unknown metric {item!r}. Expected 'accuracy' or one of {', '.join(repr(k) for k in _FUNCTIONS)}."
             )
     return out

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
+
 #: steps between two flushes of subnormal optimizer state (see ``Optimizer._flush_subnormals``)
 FLUSH_EVERY = 64
 
@@ -90,7 +92,7 @@ class Optimizer:
 def _check_positive(name: str, value: Any, owner: str, allow_zero: bool = False) -> None:
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if not ok or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{owner}: expected {name} to be a finite {'non-negative' if allow_zero else 'positive'} number, "
             f"received {value!r}."
         )
@@ -103,7 +105,7 @@ class SGD(Optimizer):
         super().__init__(learning_rate)
         _check_positive("momentum", momentum, "SGD", allow_zero=True)
         if momentum > 1:
-            raise ValueError(f"SGD: expected momentum in [0, 1], received {momentum!r}.")
+            raise InvalidArgumentError(f"SGD: expected momentum in [0, 1], received {momentum!r}.")
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
 
@@ -134,7 +136,7 @@ class Adam(Optimizer):
         super().__init__(learning_rate)
         for arg, value in (("beta_1", beta_1), ("beta_2", beta_2)):
             if not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ValueError(f"Adam: expected {arg} in [0, 1), received {value!r}.")
+                raise InvalidArgumentError(f"Adam: expected {arg} in [0, 1), received {value!r}.")
         _check_positive("epsilon", epsilon, "Adam")
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self._tmp: np.ndarray | None = None
@@ -194,7 +196,7 @@ class RMSprop(Optimizer):
     ) -> None:
         super().__init__(learning_rate)
         if not isinstance(rho, (int, float)) or not 0 <= rho < 1:
-            raise ValueError(f"RMSprop: expected rho in [0, 1), received {rho!r}.")
+            raise InvalidArgumentError(f"RMSprop: expected rho in [0, 1), received {rho!r}.")
         _check_positive("momentum", momentum, "RMSprop", allow_zero=True)
         _check_positive("epsilon", epsilon, "RMSprop")
         self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
@@ -226,7 +228,7 @@ def get(identifier: Any) -> Optimizer:
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
         return _BY_NAME[identifier.lower()]()
-    raise ValueError(
+    raise InvalidArgumentError(
         f"Unknown optimizer {identifier!r}. Expected 'adam', 'sgd', 'rmsprop' or an instance "
         "such as cl.optimizers.Adam(learning_rate=1e-3)."
     )

@@ -32,15 +32,13 @@ from cnnlab import models, optimizers
 # NotRegularFileError is re-exported: what save_model raises for a directory, FIFO, device or socket
 from cnnlab._atomic import NotRegularFileError as NotRegularFileError
 from cnnlab._atomic import atomic_path
+from cnnlab.errors import InvalidArgumentError
+from cnnlab.errors import ModelFileError as ModelFileError  # re-exported: its home before cnnlab.errors
 from cnnlab.models import Sequential
 
 FORMAT = "cnnlab-model"
 VERSION = 1
 MANIFEST = "cnnlab.json"
-
-
-class ModelFileError(ValueError):
-    """A model file is unreadable, corrupt, foreign or too new."""
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -59,7 +57,7 @@ def save_model(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any
     """
     target = Path(path)
     if not model.built:
-        raise ValueError(
+        raise InvalidArgumentError(
             f'save_model: model "{model.name}" is not built yet, so it has no weights to save. '
             "Call it on data or fit it first."
         )

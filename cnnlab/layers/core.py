@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import config
+from cnnlab.errors import InvalidArgumentError
 from cnnlab.layers.activated import ActivationMixin
 from cnnlab.layers.base import Layer, Shape, check_initializer, format_shape
 from cnnlab.ops import activations as act_ops
@@ -40,7 +41,7 @@ class Dense(ActivationMixin, Layer):
     ) -> None:
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"Dense: expected units to be a positive integer, received {units!r}.")
+            raise InvalidArgumentError(f"Dense: expected units to be a positive integer, received {units!r}.")
         self.units = int(units)
         self.activation = act_ops.get(activation, "Dense")
         self.use_bias = bool(use_bias)
@@ -188,7 +189,7 @@ class Dropout(Layer):
     def __init__(self, rate: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0 <= rate < 1:
-            raise ValueError(f"Dropout: expected rate to be a number in [0, 1), received {rate!r}.")
+            raise InvalidArgumentError(f"Dropout: expected rate to be a number in [0, 1), received {rate!r}.")
         self.rate = float(rate)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -215,12 +216,12 @@ class InputLayer(Layer):
         try:
             self.shape = tuple(int(d) for d in shape)
         except TypeError:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Input: expected shape to be a tuple of sizes without the batch axis, "
                 f"e.g. (28, 28, 1); received {shape!r}."
             ) from None
         if any(d < 1 for d in self.shape):
-            raise ValueError(f"Input: expected positive sizes, received shape {format_shape(self.shape)}.")
+            raise InvalidArgumentError(f"Input: expected positive sizes, received shape {format_shape(self.shape)}.")
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return x

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
+
 
 def relu(x: np.ndarray) -> np.ndarray:
     """Example:
@@ -112,7 +114,7 @@ def get(name: object, owner: str = "layer") -> str:
         return name.__name__  # e.g. cl.activations.relu, tf.nn.relu-like functions
     if isinstance(name, str) and name.lower() in ACTIVATIONS:
         return name.lower()
-    raise ValueError(
+    raise InvalidArgumentError(
         f"{owner}: unknown activation {name!r}. Expected one of "
         f"{', '.join(repr(k) for k in ACTIVATIONS)} (or None for linear)."
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
 from cnnlab.ops.shapes import padding_amounts, window_output_hw
 from cnnlab.ops.windows import pad_hw, unpad_hw, window_slice
 
@@ -44,7 +45,9 @@ WINNER_DTYPE = np.int32
 def winner_dtype(pool: Pair) -> np.dtype:
     """The winner index's dtype, refusing windows whose offsets it cannot hold."""
     if pool[0] * pool[1] > np.iinfo(WINNER_DTYPE).max:
-        raise ValueError(f"max pooling: a {pool[0]}x{pool[1]} window has more cells than an int32 index holds.")
+        raise InvalidArgumentError(
+            f"max pooling: a {pool[0]}x{pool[1]} window has more cells than an int32 index holds."
+        )
     return np.dtype(WINNER_DTYPE)
 
 

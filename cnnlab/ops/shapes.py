@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
+
 PADDINGS = ("valid", "same")
 
 
@@ -23,14 +25,14 @@ def normalize_tuple(value: object, name: str, owner: str, allow_zero: bool = Fal
     elif isinstance(value, (tuple, list)) and len(value) == 2:
         pair = value
     else:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{owner}: expected {name} to be an integer or a tuple of 2 integers, "
             f"received {value!r}. Pass e.g. {name}=2 or {name}=(2, 2)."
         )
     low = 0 if allow_zero else 1
     for item in pair:
         if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or item < low:
-            raise ValueError(f"{owner}: expected {name} to hold integers >= {low}, received {value!r}.")
+            raise InvalidArgumentError(f"{owner}: expected {name} to hold integers >= {low}, received {value!r}.")
     return int(pair[0]), int(pair[1])
 
 
@@ -42,7 +44,7 @@ def normalize_padding(value: object, owner: str) -> str:
     """
     text = str(value).lower() if isinstance(value, str) else None
     if text not in PADDINGS:
-        raise ValueError(f"{owner}: expected padding to be 'valid' or 'same', received {value!r}.")
+        raise InvalidArgumentError(f"{owner}: expected padding to be 'valid' or 'same', received {value!r}.")
     return text
 
 
@@ -112,7 +114,7 @@ def window_output_hw(
     if min(out) < 1:
         axis = 0 if out[0] < 1 else 1
         n, k, s, d = hw[axis], kernel[axis], strides[axis], dilation[axis]
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{owner}: the output would have size {out[axis]} along the "
             f"{'height' if axis == 0 else 'width'} axis: with padding='valid', "
             f"floor((n - (k-1)*d - 1) / s) + 1 = floor(({n} - ({k}-1)*{d} - 1) / {s}) + 1 "
