@@ -417,7 +417,7 @@ def _explain_model(args: argparse.Namespace) -> None:
 
 def _one_line(exc: BaseException) -> str:
     """``exc``'s message on one line (a data-set search lists its places on several)."""
-    lines = [line.strip(" -") for line in (str(exc) or type(exc).__name__).splitlines() if line.strip()]
+    lines = [line.strip().removeprefix("- ") for line in (str(exc) or type(exc).__name__).splitlines() if line.strip()]
     return "".join(
         line + ("" if k == len(lines) - 1 else " " if line.endswith(":") else "; ") for k, line in enumerate(lines)
     )

@@ -27,10 +27,12 @@ from cnnlab.ops.shapes import padding_amounts
 def fmt(value: float) -> str:
     """Numbers as the lecture writes them: integers without decimals, others with 4.
 
-    >>> fmt(3.0), fmt(-0.24081), fmt(float("-inf"))
-    ('3', '-0.2408', '-inf')
+    >>> fmt(3.0), fmt(-0.24081), fmt(float("-inf")), fmt(float("nan"))
+    ('3', '-0.2408', '-inf', 'nan')
     """
     value = float(value)
+    if np.isnan(value):
+        return "nan"
     if np.isinf(value):
         return "-inf" if value < 0 else "inf"
     if value == int(value) and abs(value) < 1e15:
@@ -39,8 +41,8 @@ def fmt(value: float) -> str:
 
 
 def _cells(a: np.ndarray) -> list:
-    """Array -> nested lists with -inf/inf as strings (JSON has no infinities)."""
-    return [_cells(v) for v in a] if np.ndim(a) else (fmt(a) if np.isinf(a) else float(a))
+    """Array -> nested lists with -inf/inf/nan as strings (JSON has no infinities or NaN)."""
+    return [_cells(v) for v in a] if np.ndim(a) else (fmt(a) if not np.isfinite(a) else float(a))
 
 
 @dataclass
@@ -61,6 +63,8 @@ class Explanation:
                 value = value.item()
             elif isinstance(value, tuple):
                 value = list(value)
+            if isinstance(value, float) and not np.isfinite(value):
+                value = fmt(value)  # JSON has no NaN or infinities
             out[key] = value
         out["text"] = str(self)
         return out
@@ -134,9 +138,10 @@ class PoolExplanation(Explanation):
         cells = ", ".join(fmt(v) for v in self.window.ravel())
         if self.kind == "max":
             r, q = self.winner
+            why = "first NaN: NaN propagates" if np.isnan(self.output) else "first maximum in row-major order"
             return (
                 f"{head}\n  max({cells}) = {fmt(self.output)}\n"
-                f"  winner: input[{n}, {self.rows[r]}, {self.cols[q]}, {c}] (first maximum in row-major order)"
+                f"  winner: input[{n}, {self.rows[r]}, {self.cols[q]}, {c}] ({why})"
                 + ("\n  padding cells count as -inf" if self.padding.any() else "")
             )
         real = ", ".join(fmt(v) for v, pad in zip(self.window.ravel(), self.padding.ravel(), strict=True) if not pad)

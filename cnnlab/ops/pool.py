@@ -6,7 +6,9 @@ Max pooling::
 
 with ``xp`` padded by -inf for ``padding='same'`` (so padding never wins). The
 gradient goes to the *first* maximum of each window in row-major order; where
-windows overlap, gradients add up. Average pooling divides by the number of
+windows overlap, gradients add up. NaN propagates, as in ``np.max`` (and PyTorch's and
+TensorFlow's MaxPool, whose CPU kernel is being made to propagate it consistently): a window
+holding a NaN outputs NaN and its first NaN is the winner. Average pooling divides by the number of
 *real* cells in the window ('same' padding cells are not counted), as Keras does.
 Both loop over the ``ph*pw`` window offsets, never over pixels.
 """
@@ -82,8 +84,11 @@ def max_pool2d_forward_argmax(
                 continue
             candidate = xp[window_slice(di, dj, out_hw, strides, _NO_DILATION)]
             if arg is not None:
-                # strictly greater: an equal later cell never steals the gradient
+                # strictly greater: an equal later cell never steals the gradient; NaN propagates
+                # (as np.max, and PyTorch and TensorFlow's MaxPool) and the first NaN wins
                 better = candidate > y
+                if y.dtype.kind in "fc":
+                    better |= np.isnan(candidate) & ~np.isnan(y)
                 arg[better] = di * pool[1] + dj
             np.maximum(y, candidate, out=y)
     return y, arg
@@ -193,5 +198,8 @@ def pool2d_naive(x: np.ndarray, pool: Pair, strides: Pair | None, padding: str, 
                         for q in range(j * strides[1] - left, j * strides[1] - left + pool[1])
                         if 0 <= r < hw[0] and 0 <= q < hw[1]
                     ]
-                    y[n, i, j, c] = max(cells) if mode == "max" else np.mean(cells, dtype=np.float64)
+                    if mode == "max":
+                        y[n, i, j, c] = np.nan if any(v != v for v in cells) else max(cells)
+                    else:
+                        y[n, i, j, c] = np.mean(cells, dtype=np.float64)
     return y
