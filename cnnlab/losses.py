@@ -22,6 +22,7 @@ import numpy as np
 
 from cnnlab import config
 from cnnlab.errors import InvalidArgumentError
+from cnnlab.ops.activations import from_known_library
 
 EPSILON = 1e-7
 
@@ -259,6 +260,13 @@ def get(identifier: Any) -> Loss:
     if callable(identifier) and identifier in _FUNCTIONS:
         return _FUNCTIONS[identifier]()
     name = identifier if isinstance(identifier, str) else getattr(identifier, "__name__", None)
+    if not isinstance(identifier, str) and isinstance(name, str) and name.lower() in _BY_NAME:
+        if not from_known_library(identifier):
+            raise InvalidArgumentError(
+                f"loss={identifier!r} is your own function named like the built-in {name!r}; cnnlab computes "
+                f"losses and their gradients itself and cannot run other functions. Pass loss={name!r} if the "
+                "built-in is what you mean, or rename your function."
+            )
     if isinstance(name, str) and name.lower() in _BY_NAME:
         return _BY_NAME[name.lower()]()
     raise InvalidArgumentError(

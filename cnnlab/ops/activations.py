@@ -106,12 +106,31 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
+#: libraries whose functions of a built-in's name compute that built-in (tf.nn.relu, keras.activations.relu)
+KNOWN_LIBRARIES = ("cnnlab", "tensorflow", "keras", "tf_keras", "torch", "jax", "numpy")
+
+
+def from_known_library(function: object) -> bool:
+    """Whether ``function`` comes from a library whose same-named functions are the built-ins.
+
+    A user's own ``def relu(x): ...`` is not: it may compute something else, so it must never be
+    silently replaced by the built-in of its name."""
+    module = getattr(function, "__module__", None) or ""
+    return module.split(".")[0] in KNOWN_LIBRARIES
+
+
 def get(name: object, owner: str = "layer") -> str:
     """Normalise an activation argument to its name (``None`` means 'linear')."""
     if name is None:
         return "linear"
     if callable(name) and getattr(name, "__name__", None) in ACTIVATIONS:
-        return name.__name__  # e.g. cl.activations.relu, tf.nn.relu-like functions
+        if from_known_library(name):
+            return name.__name__  # e.g. cl.ops.activations.relu, tf.nn.relu, keras.activations.relu
+        raise InvalidArgumentError(
+            f"{owner}: activation={name!r} is your own function named like the built-in {name.__name__!r}; "
+            "cnnlab computes activations and their gradients itself and cannot run other functions. "
+            f"Pass activation={name.__name__!r} if the built-in is what you mean, or rename your function."
+        )
     if isinstance(name, str) and name.lower() in ACTIVATIONS:
         return name.lower()
     raise InvalidArgumentError(
