@@ -235,5 +235,14 @@ def get(identifier: Any) -> Optimizer:
 
 
 def from_config(cfg: dict[str, Any]) -> Optimizer:
+    """The optimizer ``get_config()`` described."""
     cfg = dict(cfg)
-    return _BY_NAME[cfg.pop("name")](**cfg)
+    name = cfg.pop("name", None)
+    if name not in _BY_NAME:
+        raise InvalidArgumentError(
+            f"optimizers.from_config: unknown optimizer {name!r}; expected one of {', '.join(map(repr, _BY_NAME))}."
+        )
+    try:
+        return _BY_NAME[name](**cfg)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"optimizers.from_config: the settings of {name!r} are wrong ({exc}).") from exc
