@@ -104,16 +104,33 @@ class Loss:
     logits_activation: str | None = None
     sparse_labels = False
 
+    #: the range every label must lie in (None: any finite number)
+    label_range: tuple[float, float] | None = None
+
     def check_labels(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> np.ndarray:
         """Convert and check ``y`` against the model's output shape ``(None, ..., units)``."""
-        y = np.asarray(y)
+        y = _numeric_labels(y, self.name)
         expected = (len(y), *output_shape[1:])
         if y.shape != expected:
             raise InvalidArgumentError(
                 f"{self.name}: labels of shape {y.shape} do not match the model's output "
                 f"{expected}.{self._shape_hint(y, output_shape)}"
             )
+        if y.size and not np.isfinite(y).all():
+            raise InvalidArgumentError(
+                f"{self.name}: y contains {np.count_nonzero(~np.isfinite(y))} NaN or infinite label value(s); "
+                "every label must be a finite number. Fix or drop those samples."
+            )
+        if self.label_range is not None and y.size and (y.min() < self.label_range[0] or y.max() > self.label_range[1]):
+            low, high = self.label_range
+            raise InvalidArgumentError(
+                f"{self.name}: expected labels in [{low:g}, {high:g}] (probabilities), received values from "
+                f"{y.min():g} to {y.max():g}.{self._range_hint(y)}"
+            )
         return y.astype(config.floatx(), copy=False)
+
+    def _range_hint(self, y: np.ndarray) -> str:
+        return ""
 
     def _shape_hint(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> str:
         if len(output_shape) > 2 and y.ndim == 2:
@@ -134,9 +151,29 @@ class Loss:
         return self.value_and_grad(y, out, None)[0]
 
 
+def _numeric_labels(y: Any, loss: str) -> np.ndarray:
+    """``y`` as a numeric array, or an error naming ``y`` (strings, objects, ragged lists)."""
+    try:
+        array = np.asarray(y)
+    except ValueError as exc:
+        raise InvalidArgumentError(
+            f"{loss}: y: expected an array of labels, received {type(y).__name__} ({exc})."
+        ) from exc
+    if array.dtype.kind not in "biuf":
+        raise InvalidArgumentError(
+            f"{loss}: y: expected numeric labels, received dtype {array.dtype} (e.g. {array.ravel()[:1].tolist()}). "
+            "Map class names to numbers first, e.g. np.unique(y, return_inverse=True)[1]."
+        )
+    return array
+
+
 class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
     logits_activation = "softmax"
+    label_range = (0.0, 1.0)
+
+    def _range_hint(self, y: np.ndarray) -> str:
+        return " One-hot encode class numbers with cl.utils.to_categorical(y)."
 
     def _shape_hint(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> str:
         if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
@@ -170,7 +207,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     sparse_labels = True
 
     def check_labels(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> np.ndarray:
-        y = np.asarray(y)
+        y = _numeric_labels(y, self.name)
         if y.ndim == len(output_shape) and y.shape[-1] == output_shape[-1] and y.shape[-1] > 1:
             raise InvalidArgumentError(
                 f"{self.name}: expected integer class labels of shape ({len(y)},), received "
@@ -185,7 +222,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                 f"{(len(y), *output_shape[1:])}; expected one class number per sample."
             )
         if not np.issubdtype(y.dtype, np.integer):
-            if not np.all(np.equal(np.mod(y, 1), 0)):
+            if not np.all(np.isfinite(y)) or not np.all(np.equal(np.mod(y, 1), 0)):
                 raise InvalidArgumentError(
                     f"{self.name}: expected whole-number class labels, received {y.dtype} values."
                 )
@@ -208,6 +245,13 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
     logits_activation = "sigmoid"
+    label_range = (0.0, 1.0)
+
+    def _range_hint(self, y: np.ndarray) -> str:
+        return (
+            " binary_crossentropy takes 0/1 labels; for class numbers 0..K-1 use a Dense(K, activation='softmax') "
+            "with loss='sparse_categorical_crossentropy'."
+        )
 
     def value_and_grad(self, y, out, logits):
         scale = 1.0 / (y.shape[0] * y.shape[-1])

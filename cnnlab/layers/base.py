@@ -21,6 +21,7 @@ import numpy as np
 
 from cnnlab import config
 from cnnlab.errors import InvalidArgumentError
+from cnnlab.ops.shapes import whole_sizes
 from cnnlab.random import generator
 
 Shape = tuple[int | None, ...]
@@ -105,7 +106,9 @@ class Layer:
         self.name = name or unique_name(snake_case(type(self).__name__))
         self.trainable = trainable
         self.built = False
-        self.input_shape_arg = None if input_shape is None else tuple(input_shape)
+        self.input_shape_arg = (
+            None if input_shape is None else whole_sizes(input_shape, "input_shape", type(self).__name__)
+        )
         self.build_input_shape: Shape | None = None
         self._weights: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}

@@ -9,8 +9,9 @@ import numpy as np
 from cnnlab import config
 from cnnlab.errors import InvalidArgumentError
 from cnnlab.layers.activated import ActivationMixin
-from cnnlab.layers.base import Layer, Shape, check_initializer, format_shape
+from cnnlab.layers.base import Layer, Shape, check_initializer
 from cnnlab.ops import activations as act_ops
+from cnnlab.ops.shapes import whole_sizes
 from cnnlab.random import generator
 
 
@@ -213,15 +214,7 @@ class InputLayer(Layer):
 
     def __init__(self, shape: tuple[int, ...], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        try:
-            self.shape = tuple(int(d) for d in shape)
-        except TypeError:
-            raise InvalidArgumentError(
-                f"Input: expected shape to be a tuple of sizes without the batch axis, "
-                f"e.g. (28, 28, 1); received {shape!r}."
-            ) from None
-        if any(d < 1 for d in self.shape):
-            raise InvalidArgumentError(f"Input: expected positive sizes, received shape {format_shape(self.shape)}.")
+        self.shape = whole_sizes(shape, "shape", "Input")
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return x

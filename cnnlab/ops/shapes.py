@@ -12,6 +12,31 @@ from cnnlab.errors import InvalidArgumentError
 PADDINGS = ("valid", "same")
 
 
+def whole_sizes(value: object, name: str, owner: str) -> tuple[int, ...]:
+    """A shape argument as a tuple of whole numbers >= 1 (``28.5`` or ``True`` are refused, never rounded).
+
+    >>> whole_sizes((28, 28, 1), "shape", "Input")
+    (28, 28, 1)
+    """
+    from cnnlab.errors import ArgumentTypeError
+
+    if not isinstance(value, (tuple, list)):
+        raise ArgumentTypeError(
+            f"{owner}: expected {name} to be a tuple of sizes without the batch axis, e.g. (28, 28, 1); "
+            f"received {value!r}. For one axis write ({value!r},)."
+        )
+    sizes = []
+    for d in value:
+        whole = isinstance(d, (int, np.integer)) or (isinstance(d, (float, np.floating)) and float(d).is_integer())
+        if isinstance(d, bool) or not whole or d < 1:
+            raise InvalidArgumentError(
+                f"{owner}: expected {name} to hold whole numbers >= 1, received {tuple(value)!r}; "
+                "sizes are never rounded, so pass e.g. (28, 28, 1)."
+            )
+        sizes.append(int(d))
+    return tuple(sizes)
+
+
 def normalize_tuple(value: object, name: str, owner: str, allow_zero: bool = False) -> tuple[int, int]:
     """Turn ``3`` or ``(3, 3)`` into ``(3, 3)``; reject anything else with a clear message.
 
