@@ -52,6 +52,20 @@ class History(Callback):
             self.history.setdefault(key, []).append(float(value))
 
 
+def check_callback_args(owner: str, monitor: Any, **numbers: Any) -> None:
+    """``monitor`` must be a log name; ``patience`` a whole number >= 0; ``min_delta`` a finite number."""
+    if not isinstance(monitor, str) or not monitor:
+        raise InvalidArgumentError(
+            f"{owner}: expected monitor to be a logged name such as 'val_loss', received {monitor!r}."
+        )
+    for name, value in numbers.items():
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        if name == "patience" and not (number and float(value).is_integer() and value >= 0):
+            raise InvalidArgumentError(f"{owner}: expected patience to be a whole number >= 0, received {value!r}.")
+        if name == "min_delta" and not (number and np.isfinite(value)):
+            raise InvalidArgumentError(f"{owner}: expected min_delta to be a finite number, received {value!r}.")
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs,
     like ``keras.callbacks.EarlyStopping``; optionally restore the best weights."""
@@ -68,6 +82,7 @@ class EarlyStopping(Callback):
         super().__init__()
         if mode not in ("auto", "min", "max"):
             raise InvalidArgumentError(f"EarlyStopping: expected mode 'auto', 'min' or 'max', received {mode!r}.")
+        check_callback_args("EarlyStopping", monitor, patience=patience, min_delta=min_delta)
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         self.monitor, self.patience, self.verbose = monitor, int(patience), verbose

@@ -252,6 +252,22 @@ def cmd_trace(args: argparse.Namespace) -> None:
         print(f"  {name:<16} {shape}")
 
 
+def _grayscale(img: Any) -> np.ndarray:
+    """A PIL image as (28, 28) float grayscale in 0..255: 16-bit images are scaled down (not clipped),
+    transparent pixels are laid on white (the paper the garment is drawn on), then resized."""
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or wide.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(wide / top * 255.0, 0, 255).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.asarray(img.convert("L").resize((28, 28), Image.Resampling.BILINEAR), dtype=np.float64)
+
+
 def read_image(path: str, invert: str = "auto") -> np.ndarray:
     """A (28, 28) float array in 0..255 from a PNG/JPEG (converted to grayscale and resized)
     or a .npy array of shape (28, 28) or (28, 28, 1)."""
@@ -267,13 +283,23 @@ def read_image(path: str, invert: str = "auto") -> np.ndarray:
             array = array[..., 0]
         if array.shape != (28, 28):
             raise CommandError(f"{path}: expected an array of shape (28, 28) or (28, 28, 1), received {array.shape}")
+        if array.dtype.kind not in "biuf":
+            raise CommandError(
+                f"{path}: expected real pixel values, received dtype {array.dtype}; "
+                "save a real array (for complex data e.g. np.abs(a)) in 0..255"
+            )
         image = array.astype(np.float64)
+        if not np.isfinite(image).all():
+            raise CommandError(
+                f"{path}: {np.count_nonzero(~np.isfinite(image))} pixel(s) are NaN or infinite; "
+                "every pixel must be a number in 0..255"
+            )
     else:
         from PIL import Image, UnidentifiedImageError
 
         try:
             with Image.open(file) as img:
-                image = np.asarray(img.convert("L").resize((28, 28), Image.Resampling.BILINEAR), dtype=np.float64)
+                image = _grayscale(img)
         except (UnidentifiedImageError, OSError) as exc:
             raise CommandError(f"{path}: not a readable image (PNG or JPEG expected): {exc}") from exc
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])

@@ -54,6 +54,10 @@ def resolve(metrics: Any, loss_name: str) -> list[tuple[str, Any]]:
     """``compile(metrics=...)`` -> list of (display name, per-sample function)."""
     if metrics is None:
         return []
+    if not (isinstance(metrics, (str, list, tuple)) or callable(metrics)):
+        raise InvalidArgumentError(
+            f"compile: expected metrics to be a list of names such as ['accuracy'], received {metrics!r}."
+        )
     items = [metrics] if isinstance(metrics, str) or callable(metrics) else list(metrics)
     out: list[tuple[str, Any]] = []
     for item in items:

@@ -22,7 +22,12 @@ def to_categorical(y: object, num_classes: int | None = None) -> np.ndarray:
            [0., 0., 1.],
            [0., 1., 0.]], dtype=float32)
     """
-    arr = np.asarray(y)
+    try:
+        arr = np.asarray(y)
+    except ValueError as exc:
+        raise InvalidArgumentError(
+            f"to_categorical: expected y to be an array of class labels, received a ragged {type(y).__name__} ({exc})."
+        ) from exc
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         if (
             not np.issubdtype(arr.dtype, np.floating)
