@@ -39,6 +39,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cnnlab.errors import NotRegularFileError as NotRegularFileError  # re-exported: its home before cnnlab.errors
+
 #: what a target of each non-regular kind is called in messages
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -48,14 +50,6 @@ _KINDS = (
     (stat.S_ISSOCK, "a socket"),
     (stat.S_ISLNK, "a symlink that cannot be resolved (a loop)"),
 )
-
-
-class NotRegularFileError(OSError, ValueError):
-    """The target exists but is not a regular file (directory, FIFO, device, socket).
-
-    An ``OSError`` so that ``except OSError`` around a write keeps working, and a
-    ``ValueError`` because the caller passed the wrong kind of path.
-    """
 
 
 def _error(code: int | None, message: str, cls: type[OSError] | None = None) -> OSError:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab._atomic import atomic_path, check_folder, check_target
+from cnnlab.errors import InvalidArgumentError
 
 
 class Callback:
@@ -58,6 +59,20 @@ class History(Callback):
             self.history.setdefault(key, []).append(float(value))
 
 
+def check_callback_args(owner: str, monitor: Any, **numbers: Any) -> None:
+    """``monitor`` must be a log name; ``patience`` a whole number >= 0; ``min_delta`` a finite number."""
+    if not isinstance(monitor, str) or not monitor:
+        raise InvalidArgumentError(
+            f"{owner}: expected monitor to be a logged name such as 'val_loss', received {monitor!r}."
+        )
+    for name, value in numbers.items():
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        if name == "patience" and not (number and float(value).is_integer() and value >= 0):
+            raise InvalidArgumentError(f"{owner}: expected patience to be a whole number >= 0, received {value!r}.")
+        if name == "min_delta" and not (number and np.isfinite(value)):
+            raise InvalidArgumentError(f"{owner}: expected min_delta to be a finite number, received {value!r}.")
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs,
     like ``keras.callbacks.EarlyStopping``; optionally restore the best weights."""
@@ -73,7 +88,8 @@ class EarlyStopping(Callback):
     ) -> None:
         super().__init__()
         if mode not in ("auto", "min", "max"):
-            raise ValueError(f"EarlyStopping: expected mode 'auto', 'min' or 'max', received {mode!r}.")
+            raise InvalidArgumentError(f"EarlyStopping: expected mode 'auto', 'min' or 'max', received {mode!r}.")
+        check_callback_args("EarlyStopping", monitor, patience=patience, min_delta=min_delta)
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         self.monitor, self.patience, self.verbose = monitor, int(patience), verbose
@@ -91,7 +107,7 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.monitor not in logs:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"EarlyStopping: monitor {self.monitor!r} is not among the logged values "
                 f"({', '.join(logs) or 'none'}). Pass validation data for 'val_*' monitors."
             )
@@ -130,7 +146,7 @@ class ModelCheckpoint(Callback):
     ) -> None:
         super().__init__()
         if mode not in ("auto", "min", "max"):
-            raise ValueError(f"ModelCheckpoint: expected mode 'auto', 'min' or 'max', received {mode!r}.")
+            raise InvalidArgumentError(f"ModelCheckpoint: expected mode 'auto', 'min' or 'max', received {mode!r}.")
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         self.filepath, self.monitor, self.save_best_only, self.verbose = str(filepath), monitor, save_best_only, verbose
@@ -153,7 +169,7 @@ class ModelCheckpoint(Callback):
         logs = logs or {}
         if self.save_best_only:
             if self.monitor not in logs:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"ModelCheckpoint: monitor {self.monitor!r} is not among the logged values "
                     f"({', '.join(logs) or 'none'})."
                 )
@@ -164,7 +180,7 @@ class ModelCheckpoint(Callback):
         try:
             path = self.filepath.format(epoch=epoch + 1, **logs)
         except (KeyError, ValueError) as exc:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"ModelCheckpoint: cannot fill in filepath {self.filepath!r} ({exc!r}); it may use "
                 f"{{epoch}} and {', '.join('{' + k + '}' for k in logs)}."
             ) from exc

@@ -1,7 +1,9 @@
 """The ``cnnlab`` command line: the lecture job, training, and using saved models.
 
-Every user error (missing file, bad option, unreadable image) prints one line to
-stderr and exits with status 1 (2 for bad usage), without a traceback.
+Every user error (missing file, bad option, unreadable image: the classes of
+:mod:`cnnlab.errors`, and ``OSError`` for files) prints one line to stderr and exits with
+status 1 (2 for bad usage), without a traceback; any other exception is a bug in cnnlab
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.datasets.fashion_mnist import DataNotFoundError
-from cnnlab.datasets.idx import DataFileError
+from cnnlab.errors import CnnlabError, CommandError
 from cnnlab.explain import fmt
 
-
-class UserError(ValueError):
-    """An error caused by the command's input, reported as one line."""
+#: the old name of CommandError, kept for code that imported it
+UserError = CommandError
 
 
 def _positive_int(text: str) -> int:
@@ -198,7 +198,7 @@ def _check_out(check: Callable[[str], None], path: str) -> None:
     try:
         check(path)
     except OSError as exc:
-        raise UserError(f"{exc} Nothing was trained: give --out a writable place.") from exc
+        raise CommandError(f"{exc} Nothing was trained: give --out a writable place.") from exc
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -252,30 +252,56 @@ def cmd_trace(args: argparse.Namespace) -> None:
         print(f"  {name:<16} {shape}")
 
 
+def _grayscale(img: Any) -> np.ndarray:
+    """A PIL image as (28, 28) float grayscale in 0..255: 16-bit images are scaled down (not clipped),
+    transparent pixels are laid on white (the paper the garment is drawn on), then resized."""
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or wide.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(wide / top * 255.0, 0, 255).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.asarray(img.convert("L").resize((28, 28), Image.Resampling.BILINEAR), dtype=np.float64)
+
+
 def read_image(path: str, invert: str = "auto") -> np.ndarray:
     """A (28, 28) float array in 0..255 from a PNG/JPEG (converted to grayscale and resized)
     or a .npy array of shape (28, 28) or (28, 28, 1)."""
     file = Path(path)
     if not file.is_file():
-        raise UserError(f"{path}: no such file")
+        raise CommandError(f"{path}: no such file")
     if file.suffix.lower() == ".npy":
         try:
             array = np.load(file, allow_pickle=False)
         except (ValueError, OSError) as exc:
-            raise UserError(f"{path}: not a readable .npy array ({exc})") from exc
+            raise CommandError(f"{path}: not a readable .npy array ({exc})") from exc
         if array.shape == (28, 28, 1):
             array = array[..., 0]
         if array.shape != (28, 28):
-            raise UserError(f"{path}: expected an array of shape (28, 28) or (28, 28, 1), received {array.shape}")
+            raise CommandError(f"{path}: expected an array of shape (28, 28) or (28, 28, 1), received {array.shape}")
+        if array.dtype.kind not in "biuf":
+            raise CommandError(
+                f"{path}: expected real pixel values, received dtype {array.dtype}; "
+                "save a real array (for complex data e.g. np.abs(a)) in 0..255"
+            )
         image = array.astype(np.float64)
+        if not np.isfinite(image).all():
+            raise CommandError(
+                f"{path}: {np.count_nonzero(~np.isfinite(image))} pixel(s) are NaN or infinite; "
+                "every pixel must be a number in 0..255"
+            )
     else:
         from PIL import Image, UnidentifiedImageError
 
         try:
             with Image.open(file) as img:
-                image = np.asarray(img.convert("L").resize((28, 28), Image.Resampling.BILINEAR), dtype=np.float64)
+                image = _grayscale(img)
         except (UnidentifiedImageError, OSError) as exc:
-            raise UserError(f"{path}: not a readable image (PNG or JPEG expected): {exc}") from exc
+            raise CommandError(f"{path}: not a readable image (PNG or JPEG expected): {exc}") from exc
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     if invert == "yes" or (invert == "auto" and border.mean() > 127):
         image = 255.0 - image
@@ -305,11 +331,11 @@ def _pair(text: str, what: str) -> tuple[int, int]:
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise UserError(f"--{what}: expected N or N,M with whole numbers, received {text!r}") from None
+        raise CommandError(f"--{what}: expected N or N,M with whole numbers, received {text!r}") from None
     if len(values) == 1:
         values *= 2
     if len(values) != 2:
-        raise UserError(f"--{what}: expected N or N,M, received {text!r}")
+        raise CommandError(f"--{what}: expected N or N,M, received {text!r}")
     return values[0], values[1]
 
 
@@ -325,7 +351,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if args.what == "conv":
         kernel = views.parse_matrix(args.kernel, "--kernel")
         if kernel.shape[2] != image.shape[2]:
-            raise UserError(
+            raise CommandError(
                 f"--kernel has {kernel.shape[2]} channel plane(s) but --image has {image.shape[2]}; "
                 'give one kernel plane per image channel, separated by ";;"'
             )
@@ -384,7 +410,7 @@ def _explain_model(args: argparse.Namespace) -> None:
     model = _load(args.model)
     _, (x_test, y_test) = fashion_mnist.load_data(args.data)
     if not 0 <= args.index < len(x_test):
-        raise UserError(
+        raise CommandError(
             f"--index {args.index} is out of range: the test set has {len(x_test)} images (0..{len(x_test) - 1})"
         )
     image = x_test[args.index].reshape(28, 28, 1).astype(np.float64) * float(model.metadata.get("input_scale", 1.0))
@@ -415,6 +441,14 @@ def _explain_model(args: argparse.Namespace) -> None:
         print(f"page written to {views.write_html(Path(args.html), page)}")
 
 
+def _one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (a data-set search lists its places on several)."""
+    lines = [line.strip().removeprefix("- ") for line in (str(exc) or type(exc).__name__).splitlines() if line.strip()]
+    return "".join(
+        line + ("" if k == len(lines) - 1 else " " if line.endswith(":") else "; ") for k, line in enumerate(lines)
+    )
+
+
 COMMANDS = {
     "lecture": cmd_lecture,
     "train": cmd_train,
@@ -430,8 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
-    except (DataNotFoundError, DataFileError, ValueError, OSError) as exc:
-        print(f"cnnlab {args.command}: {exc}", file=sys.stderr)
+    except (CnnlabError, OSError) as exc:
+        # a user's mistake or a file that cannot be read or written: one line, no traceback;
+        # anything else is a bug in cnnlab and keeps its traceback
+        print(f"cnnlab {args.command}: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"cnnlab {args.command}: interrupted", file=sys.stderr)

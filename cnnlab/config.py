@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
+
 _FLOATX = "float32"
 _ALLOWED = ("float16", "float32", "float64")
 
@@ -31,7 +33,7 @@ def set_floatx(value: str) -> None:
     global _FLOATX
     name = np.dtype(value).name if isinstance(value, (type, np.dtype)) else str(value)
     if name not in _ALLOWED:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"set_floatx: expected one of {', '.join(_ALLOWED)}, received {value!r}. "
             "Pass a float type name such as 'float32'."
         )
@@ -50,7 +52,7 @@ _KERNELS: str | None = None
 def _kernels_from_environment() -> str:
     value = os.environ.get("CNNLAB_KERNELS", "fast").strip().lower() or "fast"
     if value not in _KERNEL_CHOICES:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"CNNLAB_KERNELS: expected 'reference' or 'fast', received {value!r}. Unset it or set it to one of those."
         )
     return value
@@ -79,7 +81,7 @@ def set_kernels(value: str) -> None:
     """
     global _KERNELS
     if value not in _KERNEL_CHOICES:
-        raise ValueError(f"set_kernels: expected 'reference' or 'fast', received {value!r}.")
+        raise InvalidArgumentError(f"set_kernels: expected 'reference' or 'fast', received {value!r}.")
     _KERNELS = value
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
 from cnnlab.layers import AveragePooling2D, Conv2D, Dense, MaxPooling2D
 from cnnlab.layers.base import Layer
 from cnnlab.ops.conv import conv2d_terms
@@ -28,10 +29,12 @@ from cnnlab.ops.pool import first_maximum, pool2d_window
 def fmt(value: float) -> str:
     """Numbers as the lecture writes them: integers without decimals, others with 4.
 
-    >>> fmt(3.0), fmt(-0.24081), fmt(float("-inf"))
-    ('3', '-0.2408', '-inf')
+    >>> fmt(3.0), fmt(-0.24081), fmt(float("-inf")), fmt(float("nan"))
+    ('3', '-0.2408', '-inf', 'nan')
     """
     value = float(value)
+    if np.isnan(value):
+        return "nan"
     if np.isinf(value):
         return "-inf" if value < 0 else "inf"
     if value == int(value) and abs(value) < 1e15:
@@ -40,8 +43,8 @@ def fmt(value: float) -> str:
 
 
 def _cells(a: np.ndarray) -> list:
-    """Array -> nested lists with -inf/inf as strings (JSON has no infinities)."""
-    return [_cells(v) for v in a] if np.ndim(a) else (fmt(a) if np.isinf(a) else float(a))
+    """Array -> nested lists with -inf/inf/nan as strings (JSON has no infinities or NaN)."""
+    return [_cells(v) for v in a] if np.ndim(a) else (fmt(a) if not np.isfinite(a) else float(a))
 
 
 @dataclass
@@ -62,6 +65,8 @@ class Explanation:
                 value = value.item()
             elif isinstance(value, tuple):
                 value = list(value)
+            if isinstance(value, float) and not np.isfinite(value):
+                value = fmt(value)  # JSON has no NaN or infinities
             out[key] = value
         out["text"] = str(self)
         return out
@@ -135,9 +140,10 @@ class PoolExplanation(Explanation):
         cells = ", ".join(fmt(v) for v in self.window.ravel())
         if self.kind == "max":
             r, q = self.winner
+            why = "first NaN: NaN propagates" if np.isnan(self.output) else "first maximum in row-major order"
             return (
                 f"{head}\n  max({cells}) = {fmt(self.output)}\n"
-                f"  winner: input[{n}, {self.rows[r]}, {self.cols[q]}, {c}] (first maximum in row-major order)"
+                f"  winner: input[{n}, {self.rows[r]}, {self.cols[q]}, {c}] ({why})"
                 + ("\n  padding cells count as -inf" if self.padding.any() else "")
             )
         real = ", ".join(fmt(v) for v, pad in zip(self.window.ravel(), self.padding.ravel(), strict=True) if not pad)
@@ -183,7 +189,9 @@ def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer
     if isinstance(layer, Sequential):
         model = layer
         if name_or_index is None:
-            raise ValueError("explain: with a model, name the layer: explain(model, x, at=..., layer='conv2d' or 0).")
+            raise InvalidArgumentError(
+                "explain: with a model, name the layer: explain(model, x, at=..., layer='conv2d' or 0)."
+            )
         target = (
             model.get_layer(index=name_or_index) if isinstance(name_or_index, int) else model.get_layer(name_or_index)
         )
@@ -195,7 +203,7 @@ def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer
                 return target, target.check_input(data)
             data = candidate(data)
     if not isinstance(layer, Layer):
-        raise ValueError(f"explain: expected a layer or a Sequential model, received {type(layer).__name__}.")
+        raise InvalidArgumentError(f"explain: expected a layer or a Sequential model, received {type(layer).__name__}.")
     data = layer.check_input(np.asarray(x))
     if not layer.built:
         layer.build((None, *data.shape[1:]))
@@ -206,7 +214,7 @@ def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer
 def _check_at(at: Sequence[int], shape: tuple[int, ...], what: str) -> tuple[int, ...]:
     at = tuple(int(v) for v in at)
     if len(at) != len(shape) or any(not 0 <= a < s for a, s in zip(at, shape, strict=True)):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"explain: at={at} is outside the {what} output of shape {shape}; expected {len(shape)} indices "
             f"with 0 <= at[k] < shape[k]."
         )
@@ -237,7 +245,7 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
         return _explain_pool(target, data.shape, data[at[0]], at, output)
     if isinstance(target, Dense):
         return _explain_dense(target, data, at, output, full.shape[-1])
-    raise ValueError(
+    raise InvalidArgumentError(
         f'explain: layer "{target.name}" is a {type(target).__name__}; explanations exist for Conv2D, '
         "MaxPooling2D, AveragePooling2D and Dense (Flatten, Dropout and Activation only move or scale values)."
     )
@@ -325,7 +333,9 @@ def trace(model: Any, image: Any) -> list[tuple[str, np.ndarray]]:
         data = data[None]
     data = model.check_input(data)
     if len(data) != 1:
-        raise ValueError(f"trace: expected one image, received a batch of {len(data)}; pass x[k] for one of them.")
+        raise InvalidArgumentError(
+            f"trace: expected one image, received a batch of {len(data)}; pass x[k] for one of them."
+        )
     out = [("input", data[0])]
     for layer in model.layers:
         data = layer(data)

@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 
 from cnnlab._atomic import atomic_path
+from cnnlab.errors import InvalidArgumentError
 from cnnlab.explain import ConvExplanation, Explanation, PoolExplanation, fmt
 
 #: grids up to this size get their numbers printed in the cells
 NUMBERS_UP_TO = 12
 
 
-class MatrixError(ValueError):
+class MatrixError(InvalidArgumentError):
     """A matrix given on the command line cannot be read."""
 
 

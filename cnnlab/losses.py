@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from cnnlab import config
+from cnnlab.errors import InvalidArgumentError
+from cnnlab.ops.activations import from_known_library
 
 EPSILON = 1e-7
 
@@ -140,16 +142,33 @@ class Loss:
     logits_activation: str | None = None
     sparse_labels = False
 
+    #: the range every label must lie in (None: any finite number)
+    label_range: tuple[float, float] | None = None
+
     def check_labels(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> np.ndarray:
         """Convert and check ``y`` against the model's output shape ``(None, ..., units)``."""
-        y = np.asarray(y)
+        y = _numeric_labels(y, self.name)
         expected = (len(y), *output_shape[1:])
         if y.shape != expected:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.name}: labels of shape {y.shape} do not match the model's output "
                 f"{expected}.{self._shape_hint(y, output_shape)}"
             )
+        if y.size and not np.isfinite(y).all():
+            raise InvalidArgumentError(
+                f"{self.name}: y contains {np.count_nonzero(~np.isfinite(y))} NaN or infinite label value(s); "
+                "every label must be a finite number. Fix or drop those samples."
+            )
+        if self.label_range is not None and y.size and (y.min() < self.label_range[0] or y.max() > self.label_range[1]):
+            low, high = self.label_range
+            raise InvalidArgumentError(
+                f"{self.name}: expected labels in [{low:g}, {high:g}] (probabilities), received values from "
+                f"{y.min():g} to {y.max():g}.{self._range_hint(y)}"
+            )
         return y.astype(config.floatx(), copy=False)
+
+    def _range_hint(self, y: np.ndarray) -> str:
+        return ""
 
     def _shape_hint(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> str:
         if len(output_shape) > 2 and y.ndim == 2:
@@ -184,6 +203,20 @@ def _check_smoothing(owner: str, value: Any) -> float:
     if not ok or not 0 <= value <= 1:
         raise ValueError(f"{owner}: expected label_smoothing in [0, 1] (e.g. 0.1), received {value!r}.")
     return float(value)
+def _numeric_labels(y: Any, loss: str) -> np.ndarray:
+    """``y`` as a numeric array, or an error naming ``y`` (strings, objects, ragged lists)."""
+    try:
+        array = np.asarray(y)
+    except ValueError as exc:
+        raise InvalidArgumentError(
+            f"{loss}: y: expected an array of labels, received {type(y).__name__} ({exc})."
+        ) from exc
+    if array.dtype.kind not in "biuf":
+        raise InvalidArgumentError(
+            f"{loss}: y: expected numeric labels, received dtype {array.dtype} (e.g. {array.ravel()[:1].tolist()}). "
+            "Map class names to numbers first, e.g. np.unique(y, return_inverse=True)[1]."
+        )
+    return array
 
 
 class CategoricalCrossentropy(Loss):
@@ -192,6 +225,10 @@ class CategoricalCrossentropy(Loss):
 
     name = "categorical_crossentropy"
     logits_activation = "softmax"
+    label_range = (0.0, 1.0)
+
+    def _range_hint(self, y: np.ndarray) -> str:
+        return " One-hot encode class numbers with cl.utils.to_categorical(y)."
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = _check_smoothing(type(self).__name__, label_smoothing)
@@ -241,9 +278,9 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         super().__init__()
 
     def check_labels(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> np.ndarray:
-        y = np.asarray(y)
+        y = _numeric_labels(y, self.name)
         if y.ndim == len(output_shape) and y.shape[-1] == output_shape[-1] and y.shape[-1] > 1:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.name}: expected integer class labels of shape ({len(y)},), received "
                 f"one-hot-like labels of shape {y.shape}. Use loss='categorical_crossentropy' "
                 "for one-hot labels, or pass y.argmax(-1)."
@@ -251,17 +288,19 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         if y.ndim == len(output_shape) and y.shape[-1] == 1:
             y = y.reshape(y.shape[:-1])
         if y.shape != (len(y), *output_shape[1:-1]):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.name}: labels of shape {y.shape} do not match the model's output "
                 f"{(len(y), *output_shape[1:])}; expected one class number per sample."
             )
         if not np.issubdtype(y.dtype, np.integer):
-            if not np.all(np.equal(np.mod(y, 1), 0)):
-                raise ValueError(f"{self.name}: expected whole-number class labels, received {y.dtype} values.")
+            if not np.all(np.isfinite(y)) or not np.all(np.equal(np.mod(y, 1), 0)):
+                raise InvalidArgumentError(
+                    f"{self.name}: expected whole-number class labels, received {y.dtype} values."
+                )
         y = y.astype(np.int64)
         units = output_shape[-1]
         if y.size and (y.min() < 0 or y.max() >= units):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.name}: labels must be in 0..{units - 1} for a last layer with {units} "
                 f"units; received labels from {y.min()} to {y.max()}."
             )
@@ -280,6 +319,13 @@ class BinaryCrossentropy(Loss):
 
     name = "binary_crossentropy"
     logits_activation = "sigmoid"
+    label_range = (0.0, 1.0)
+
+    def _range_hint(self, y: np.ndarray) -> str:
+        return (
+            " binary_crossentropy takes 0/1 labels; for class numbers 0..K-1 use a Dense(K, activation='softmax') "
+            "with loss='sparse_categorical_crossentropy'."
+        )
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = _check_smoothing(type(self).__name__, label_smoothing)
@@ -423,9 +469,16 @@ def get(identifier: Any) -> Loss:
     if callable(identifier) and identifier in _FUNCTIONS:
         return _FUNCTIONS[identifier]()
     name = identifier if isinstance(identifier, str) else getattr(identifier, "__name__", None)
+    if not isinstance(identifier, str) and isinstance(name, str) and name.lower() in _BY_NAME:
+        if not from_known_library(identifier):
+            raise InvalidArgumentError(
+                f"loss={identifier!r} is your own function named like the built-in {name!r}; cnnlab computes "
+                f"losses and their gradients itself and cannot run other functions. Pass loss={name!r} if the "
+                "built-in is what you mean, or rename your function."
+            )
     if isinstance(name, str) and name.lower() in _BY_NAME:
         return _BY_NAME[name.lower()]()
-    raise ValueError(
+    raise InvalidArgumentError(
         f"Unknown loss {identifier!r}. Expected one of "
         f"{', '.join(repr(k) for k in _BY_NAME)} or a function from cnnlab.losses."
     )

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
+
 
 def categorical_accuracy(y_true: Any, y_pred: Any) -> np.ndarray:
     """Example:
@@ -247,6 +249,10 @@ def resolve(metrics: Any, loss_name: str) -> list[tuple[str, Metric]]:
     """``compile(metrics=...)`` -> list of (display name, fresh :class:`Metric`)."""
     if metrics is None:
         return []
+    if not (isinstance(metrics, (str, list, tuple, Metric)) or callable(metrics)):
+        raise InvalidArgumentError(
+            f"compile: expected metrics to be a list of names such as ['accuracy'], received {metrics!r}."
+        )
     items = [metrics] if isinstance(metrics, (str, Metric)) or callable(metrics) else list(metrics)
     out: list[tuple[str, Metric]] = []
     for item in items:
@@ -269,7 +275,7 @@ def resolve(metrics: Any, loss_name: str) -> list[tuple[str, Metric]]:
             out.append((metric.name, metric))
         else:
             known = ", ".join(repr(k) for k in (*_FUNCTIONS, *_CLASSES))
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Unknown metric {item!r}. Expected 'accuracy', one of {known}, or an instance such as "
                 "cl.metrics.Precision()."
             )

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import schedules
+from cnnlab.errors import InvalidArgumentError
 from cnnlab.schedules import LearningRateSchedule
 
 sys.modules[__name__ + ".schedules"] = schedules  # ``cl.optimizers.schedules.ExponentialDecay``, as in Keras
@@ -216,7 +217,7 @@ def _check_positive(name: str, value: Any, owner: str, allow_zero: bool = False)
         return
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if not ok or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{owner}: expected {name} to be a finite {'non-negative' if allow_zero else 'positive'} number, "
             f"received {value!r}."
         )
@@ -257,7 +258,7 @@ class SGD(Optimizer):
         super().__init__(learning_rate, **options)
         _check_positive("momentum", momentum, "SGD", allow_zero=True)
         if momentum > 1:
-            raise ValueError(f"SGD: expected momentum in [0, 1], received {momentum!r}.")
+            raise InvalidArgumentError(f"SGD: expected momentum in [0, 1], received {momentum!r}.")
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
 
@@ -354,7 +355,7 @@ class RMSprop(Optimizer):
     ) -> None:
         super().__init__(learning_rate, **options)
         if not isinstance(rho, (int, float)) or not 0 <= rho < 1:
-            raise ValueError(f"RMSprop: expected rho in [0, 1), received {rho!r}.")
+            raise InvalidArgumentError(f"RMSprop: expected rho in [0, 1), received {rho!r}.")
         _check_positive("momentum", momentum, "RMSprop", allow_zero=True)
         _check_positive("epsilon", epsilon, "RMSprop")
         self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
@@ -531,7 +532,7 @@ def get(identifier: Any) -> Optimizer:
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
         return _BY_NAME[identifier.lower()]()
-    raise ValueError(
+    raise InvalidArgumentError(
         f"Unknown optimizer {identifier!r}. Expected one of {', '.join(repr(k) for k in _BY_NAME)} or an "
         "instance such as cl.optimizers.Adam(learning_rate=1e-3)."
     )
@@ -540,6 +541,14 @@ def get(identifier: Any) -> Optimizer:
 def from_config(cfg: dict[str, Any]) -> Optimizer:
     """The optimizer ``get_config`` described (a schedule ``learning_rate`` is rebuilt too)."""
     cfg = dict(cfg)
+    name = cfg.pop("name", None)
+    if name not in _BY_NAME:
+        raise InvalidArgumentError(
+            f"optimizers.from_config: unknown optimizer {name!r}; expected one of {', '.join(map(repr, _BY_NAME))}."
+        )
     if isinstance(cfg.get("learning_rate"), dict):
         cfg["learning_rate"] = schedules.deserialize(cfg["learning_rate"])
-    return _BY_NAME[cfg.pop("name")](**cfg)
+    try:
+        return _BY_NAME[name](**cfg)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"optimizers.from_config: the settings of {name!r} are wrong ({exc}).") from exc

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
+
 _GENERATOR = np.random.default_rng()
 
 
@@ -24,7 +26,7 @@ def set_random_seed(seed: int) -> None:
     """
     global _GENERATOR
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"set_random_seed: expected a non-negative integer seed, received {seed!r}. "
             "Pass e.g. set_random_seed(43052)."
         )

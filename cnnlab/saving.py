@@ -22,6 +22,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from cnnlab import models, optimizers
 # NotRegularFileError is re-exported: what save_model raises for a directory, FIFO, device or socket
 from cnnlab._atomic import NotRegularFileError as NotRegularFileError
 from cnnlab._atomic import atomic_path
+from cnnlab.errors import ArgumentTypeError, InvalidArgumentError
+from cnnlab.errors import ModelFileError as ModelFileError  # re-exported: its home before cnnlab.errors
 from cnnlab.models import Sequential
 
 FORMAT = "cnnlab-model"
@@ -39,14 +42,32 @@ VERSION = 1
 MANIFEST = "cnnlab.json"
 
 
-class ModelFileError(ValueError):
-    """A model file is unreadable, corrupt, foreign or too new."""
-
-
 def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(array), allow_pickle=False)
     return buffer.getvalue()
+
+
+def _json_value(value: Any) -> Any:
+    """``json.dumps``'s ``default``: NumPy scalars and arrays become numbers and lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise InvalidArgumentError(
+        f"save_model: metadata holds a {type(value).__name__} ({value!r:.60}), which a model file cannot store; "
+        "expected JSON values (str, int, float, bool, None, lists and dicts of them, or NumPy numbers/arrays)."
+    )
+
+
+def _path_argument(path: Any, what: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise ArgumentTypeError(f"{what}: expected path to be a str or os.PathLike, received {type(path).__name__}.")
+    if os.fspath(path) in ("", b""):
+        raise InvalidArgumentError(f"{what}: expected path to name a file, received an empty string.")
+    return Path(os.fsdecode(path))
 
 
 def save_model(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Path:
@@ -57,9 +78,11 @@ def save_model(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any
     be written (``NotRegularFileError``, also a ``ValueError``, when it is a directory, FIFO,
     device or socket), before any weights are serialised.
     """
-    target = Path(path)
+    target = _path_argument(path, "save_model")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ArgumentTypeError(f"save_model: expected metadata to be a dict, received {type(metadata).__name__}.")
     if not model.built:
-        raise ValueError(
+        raise InvalidArgumentError(
             f'save_model: model "{model.name}" is not built yet, so it has no weights to save. '
             "Call it on data or fit it first."
         )
@@ -80,11 +103,20 @@ def save_model(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any
         "optimizer_slots": sorted(model.optimizer.get_state()) if model.compiled else [],
         "metadata": metadata or {},
     }
+    try:
+        text = json.dumps(manifest, indent=2, default=_json_value, allow_nan=False)
+    except ValueError as exc:
+        if isinstance(exc, InvalidArgumentError):
+            raise
+        raise InvalidArgumentError(
+            f"save_model: metadata holds NaN or an infinity ({exc}); a model file stores JSON, which has neither. "
+            "Replace them (e.g. by None) before saving."
+        ) from exc
     with (
         atomic_path(target, action="cannot save the model to") as tmp,
         zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive,
     ):
-        archive.writestr(MANIFEST, json.dumps(manifest, indent=2))
+        archive.writestr(MANIFEST, text)
         for i, w in enumerate(weights):
             archive.writestr(f"weights/{i:04d}.npy", _npy_bytes(w))
         if model.compiled:
@@ -95,8 +127,9 @@ def save_model(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``cnnlab.json`` of a model file, checked for format and version."""
-    with _open(Path(path)) as archive:
-        return _manifest(archive, Path(path))
+    path = _path_argument(path, "read_manifest")
+    with _open(path) as archive:
+        return _manifest(archive, path)
 
 
 def _open(path: Path) -> zipfile.ZipFile:
@@ -116,12 +149,18 @@ def _manifest(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
         manifest = json.loads(archive.read(MANIFEST))
     except KeyError:
         raise ModelFileError(f"{path}: a zip archive, but not a cnnlab model (no {MANIFEST} inside).") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
         raise ModelFileError(f"{path}: the model description is corrupt ({exc}).") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict):
+        raise ModelFileError(
+            f"{path}: not a cnnlab model ({MANIFEST} holds a {type(manifest).__name__}, not an object)."
+        )
+    if manifest.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a cnnlab model (format {manifest.get('format')!r}).")
     version = manifest.get("version")
-    if not isinstance(version, int) or version > VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(f"{path}: the model format version is {version!r}; expected a whole number >= 1.")
+    if version > VERSION:
         raise ModelFileError(
             f"{path}: written in model format version {version}, but this cnnlab reads versions up to "
             f"{VERSION}. Upgrade cnnlab to load it."
@@ -135,7 +174,7 @@ def _array(archive: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
             return np.load(io.BytesIO(handle.read()), allow_pickle=False)
     except KeyError:
         raise ModelFileError(f"{path}: {name} is missing; the file is incomplete.") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
         raise ModelFileError(f"{path}: {name} is corrupt ({exc}).") from exc
 
 
@@ -145,32 +184,89 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> Any:
     The result predicts bit-identically to the saved model; with ``compile=True`` (the
     default) it is compiled again and ``fit`` continues from the saved optimizer state.
     """
-    path = Path(path)
+    path = _path_argument(path, "load_model")
     with _open(path) as archive:
         manifest = _manifest(archive, path)
         try:
-            model = Sequential.from_config(manifest["model"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path}: the architecture cannot be rebuilt ({exc}).") from exc
-        shapes = [tuple(s) for s in manifest.get("weights", [])]
-        weights = [_array(archive, f"weights/{i:04d}.npy", path) for i in range(len(shapes))]
-        for i, (w, shape) in enumerate(zip(weights, shapes, strict=True)):
-            if w.shape != shape:
-                raise ModelFileError(f"{path}: weight {i} has shape {w.shape}, the description says {shape}.")
-        if not model.built:
-            raise ModelFileError(f"{path}: the architecture has no input shape, so weights cannot be placed.")
+            return _rebuild(archive, manifest, path, compile)
+        except ModelFileError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            # a manifest edited by hand or damaged: whatever part of it does not make sense
+            raise ModelFileError(
+                f"{path}: the model description is damaged ({type(exc).__name__}: {exc}). "
+                "Save the model again with model.save()."
+            ) from exc
+
+
+def _check_list(value: Any, what: str, path: Path) -> list:
+    if not isinstance(value, list):
+        raise ModelFileError(f"{path}: {what} in the model description is {value!r:.60}; expected a list.")
+    return value
+
+
+def _rebuild(archive: zipfile.ZipFile, manifest: dict[str, Any], path: Path, compile: bool) -> Any:
+    if not isinstance(manifest.get("model"), dict):
+        raise ModelFileError(f'{path}: the model description has no architecture ("model" is missing).')
+    try:
+        model = Sequential.from_config(manifest["model"])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ModelFileError(f"{path}: the architecture cannot be rebuilt ({exc}).") from exc
+    shapes = []
+    for s in _check_list(manifest.get("weights", []), '"weights"', path):
+        if not isinstance(s, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in s):
+            raise ModelFileError(f"{path}: a weight shape in the model description is {s!r}; expected a list of sizes.")
+        shapes.append(tuple(s))
+    weights = [_array(archive, f"weights/{i:04d}.npy", path) for i in range(len(shapes))]
+    for i, (w, shape) in enumerate(zip(weights, shapes, strict=True)):
+        if w.shape != shape:
+            raise ModelFileError(f"{path}: weight {i} has shape {w.shape}, the description says {shape}.")
+    if not model.built:
+        raise ModelFileError(f"{path}: the architecture has no input shape, so weights cannot be placed.")
+    try:
+        model.set_weights(weights)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: the weights do not fit the architecture ({exc}).") from exc
+    cfg = manifest.get("compile")
+    if compile and cfg:
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("optimizer"), dict):
+            raise ModelFileError(f"{path}: the compile settings in the model description are damaged: {cfg!r:.80}.")
         try:
-            model.set_weights(weights)
-        except ValueError as exc:
-            raise ModelFileError(f"{path}: the weights do not fit the architecture ({exc}).") from exc
-        cfg = manifest.get("compile")
-        if compile and cfg:
-            model.compile(optimizers.from_config(cfg["optimizer"]), cfg["loss"], cfg["metrics"])
-            state = {key: _array(archive, f"optimizer/{key}.npy", path) for key in manifest.get("optimizer_slots", [])}
-            if state:
-                model.optimizer.set_state(state)
-        model.metadata = manifest.get("metadata", {})
+            optimizer = optimizers.from_config(cfg["optimizer"])
+            model.compile(optimizer, cfg["loss"], cfg.get("metrics"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(
+                f"{path}: the compile settings cannot be restored ({type(exc).__name__}: {exc}). "
+                "Load with compile=False and compile the model yourself."
+            ) from exc
+        slots = _check_list(manifest.get("optimizer_slots", []), '"optimizer_slots"', path)
+        state = {str(key): _array(archive, f"optimizer/{key}.npy", path) for key in slots}
+        if state:
+            _check_state(state, model, path)
+            model.optimizer.set_state(state)
+    metadata = manifest.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{path}: the metadata in the model description is {metadata!r:.60}; expected an object.")
+    model.metadata = metadata
     return model
+
+
+def _check_state(state: dict[str, np.ndarray], model: Any, path: Path) -> None:
+    """The saved optimizer state must fit the model: a moment of another size would otherwise be
+    silently reset to zeros by the optimizer."""
+    iterations = state.get("iterations")
+    if iterations is None or iterations.shape != () or iterations.dtype.kind not in "iu" or iterations < 0:
+        raise ModelFileError(
+            f"{path}: optimizer/iterations.npy is {iterations!r:.60}; expected a non-negative whole number."
+        )
+    size = sum(int(w.size) for w in model.trainable_weights)
+    for key, value in state.items():
+        if key != "iterations" and (value.shape != (size,) or value.dtype.kind != "f"):
+            raise ModelFileError(
+                f"{path}: optimizer/{key}.npy has shape {value.shape} and dtype {value.dtype}; the model's "
+                f"{size} trainable weights need a float array of shape ({size},). Load with compile=False "
+                "to use the weights without the optimizer state."
+            )
 
 
 # model.save and cl.models.load_model reach this module through these hooks, so that saving

@@ -210,13 +210,13 @@ def test_compilation_is_announced_and_kept_out_of_epoch_times(capsys, monkeypatc
 
     original = training.Engine.train_batch
 
-    def train_batch(self, plan, xb, yb):
+    def train_batch(self, plan, xb, yb, *args):
         if fake["n"] == 0:
             watch.on_first()
             time.sleep(1.0)
             watch.seconds += 1.0
         fake["n"] += 1
-        return original(self, plan, xb, yb)
+        return original(self, plan, xb, yb, *args)
 
     def make_watch(on_first):
         global watch

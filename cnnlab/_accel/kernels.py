@@ -62,7 +62,9 @@ if AVAILABLE:
 
     @njit(parallel=True)
     def max_pool_forward(xp, ph, pw, sh, sw, ho, wo, y, arg):  # pragma: no cover
-        """``y[n,i,j,c] = max over the window``; ``arg`` = offset of the first maximum (row-major)."""
+        """``y[n,i,j,c] = max over the window``; ``arg`` = offset of the first maximum (row-major).
+
+        NaN propagates as in ``np.max``: a window holding one is NaN, and its first NaN wins."""
         n_batch, channels = xp.shape[0], xp.shape[3]
         for n in numba.prange(n_batch):
             for i in range(ho):
@@ -78,7 +80,9 @@ if AVAILABLE:
                             where = di * pw + dj
                             for c in range(channels):
                                 value = xp[n, i * sh + di, j * sw + dj, c]
-                                if value > y[n, i, j, c]:  # strictly: the first maximum keeps the gradient
+                                best = y[n, i, j, c]
+                                # strictly: the first maximum keeps the gradient; the first NaN beats any number
+                                if value > best or (value != value and best == best):
                                     y[n, i, j, c] = value
                                     arg[n, i, j, c] = where
 
@@ -265,7 +269,7 @@ if AVAILABLE:
                                 best_at[f] = 0
                         else:
                             for f in range(fp):
-                                if z[cell, f] > best[f]:
+                                if z[cell, f] > best[f] or (z[cell, f] != z[cell, f] and best[f] == best[f]):
                                     best[f] = z[cell, f]
                                     best_at[f] = cell
                     for f in range(f_total):
@@ -322,7 +326,7 @@ if AVAILABLE:
         """Bias, ReLU and non-overlapping max pooling of images ``[n_lo, n_hi)`` of a convolution's
         matmul output ``z: (N, Ho, Wo, F)`` into ``y, arg: (N, Po, Qo, F)``. ``z + b`` and the clip
         at 0 are the operations the separate layers perform, and the first maximum in row-major
-        order wins, as in :func:`max_pool_forward`: the outputs are the same numbers."""
+        order wins (a NaN before any number), as in :func:`max_pool_forward`: the outputs are the same numbers."""
         po, qo, f_total = y.shape[1], y.shape[2], y.shape[3]
         for n in range(n_lo, n_hi):
             for p in range(po):
@@ -339,7 +343,7 @@ if AVAILABLE:
                                 if where == 0:
                                     y[n, p, q, f] = v
                                     arg[n, p, q, f] = 0
-                                elif v > y[n, p, q, f]:
+                                elif v > y[n, p, q, f] or (v != v and y[n, p, q, f] == y[n, p, q, f]):
                                     y[n, p, q, f] = v
                                     arg[n, p, q, f] = where
 

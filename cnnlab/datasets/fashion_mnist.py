@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab._atomic import atomic_path
-from cnnlab.datasets.idx import DataFileError, decompress, parse_idx
+from cnnlab.datasets.idx import decompress, parse_idx
+from cnnlab.errors import DataFileError as DataFileError
+from cnnlab.errors import DataNotFoundError as DataNotFoundError  # re-exported: its home before cnnlab.errors
 
 __all__ = ["load_data", "class_names", "DataNotFoundError", "DataFileError"]
 
@@ -71,10 +73,6 @@ MIRRORS = [
 ]
 
 Opener = Callable[[str], bytes]
-
-
-class DataNotFoundError(FileNotFoundError):
-    """No place held the data set and it could not be downloaded."""
 
 
 def cache_dir() -> Path:

@@ -12,11 +12,9 @@ import zlib
 
 import numpy as np
 
+from cnnlab.errors import DataFileError as DataFileError  # re-exported: its home before cnnlab.errors
+
 _UBYTE = 0x08
-
-
-class DataFileError(ValueError):
-    """A data file exists but is not what it should be (corrupt, truncated, foreign)."""
 
 
 def decompress(raw: bytes, where: str) -> bytes:

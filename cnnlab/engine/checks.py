@@ -6,23 +6,25 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
+
 
 def as_array(x: Any, what: str) -> np.ndarray:
     """``np.asarray(x)``, refusing ``None``, ragged lists and objects with a message naming ``what``."""
     if x is None:
-        raise ValueError(f"{what}: expected an array, received None.")
+        raise InvalidArgumentError(f"{what}: expected an array, received None.")
     try:
         arr = np.asarray(x)
     except Exception as exc:  # noqa: BLE001 - NumPy raises ValueError/TypeError for ragged input
-        raise ValueError(f"{what}: expected an array, received {type(x).__name__} ({exc}).") from exc
+        raise InvalidArgumentError(f"{what}: expected an array, received {type(x).__name__} ({exc}).") from exc
     if arr.dtype == object:
-        raise ValueError(f"{what}: expected a numeric array, received objects of mixed shapes or types.")
+        raise InvalidArgumentError(f"{what}: expected a numeric array, received objects of mixed shapes or types.")
     return arr
 
 
 def check_batch_size(batch_size: Any) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"expected batch_size to be a positive integer, received {batch_size!r}.")
+        raise InvalidArgumentError(f"expected batch_size to be a positive integer, received {batch_size!r}.")
 
 
 def verbosity(verbose: Any) -> int:
@@ -30,13 +32,13 @@ def verbosity(verbose: Any) -> int:
         return 1
     if verbose in (0, 1, 2):
         return int(verbose)
-    raise ValueError(f"expected verbose to be 'auto', 0, 1 or 2, received {verbose!r}.")
+    raise InvalidArgumentError(f"expected verbose to be 'auto', 0, 1 or 2, received {verbose!r}.")
 
 
 def check_finite(x: np.ndarray, what: str) -> None:
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = int(np.count_nonzero(~np.isfinite(x)))
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{what}: x contains {bad} NaN or infinite value(s). Clean or impute them first (e.g. np.nan_to_num(x))."
         )
 

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from cnnlab import config
+from cnnlab.errors import InvalidArgumentError
+from cnnlab.ops.shapes import whole_sizes
 from cnnlab.random import generator
 
 Shape = tuple[int | None, ...]
@@ -72,7 +74,7 @@ INITIALIZERS = {
 
 def check_initializer(value: object, argument: str, owner: str) -> str:
     if value not in INITIALIZERS:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{owner}: unknown {argument} {value!r}. Expected one of {', '.join(repr(k) for k in INITIALIZERS)}."
         )
     return str(value)
@@ -100,11 +102,15 @@ class Layer:
         trainable: bool = True,
     ) -> None:
         if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"{type(self).__name__}: expected name to be a non-empty string, received {name!r}.")
+            raise InvalidArgumentError(
+                f"{type(self).__name__}: expected name to be a non-empty string, received {name!r}."
+            )
         self.name = name or unique_name(snake_case(type(self).__name__))
         self.trainable = trainable
         self.built = False
-        self.input_shape_arg = None if input_shape is None else tuple(input_shape)
+        self.input_shape_arg = (
+            None if input_shape is None else whole_sizes(input_shape, "input_shape", type(self).__name__)
+        )
         self.build_input_shape: Shape | None = None
         self._weights: dict[str, np.ndarray] = {}
         #: keys of weights that never train (BatchNormalization's moving statistics): they stay out
@@ -155,7 +161,7 @@ class Layer:
     def set_weights(self, weights: list[Any]) -> None:
         """Replace the weights' values in place; checks the count and every shape."""
         if not self.built:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f'Layer "{self.name}" has no weights yet: weights are created when the layer '
                 f"is first called. Call it on an input first (e.g. layer(x)), or build it with "
                 f"layer.build(input_shape)."
@@ -163,7 +169,7 @@ class Layer:
         names = self.weight_names
         if not isinstance(weights, (list, tuple)) or len(weights) != len(names):
             got = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
-            raise ValueError(
+            raise InvalidArgumentError(
                 f'Layer "{self.name}" expects {len(names)} weight array(s) '
                 f"({', '.join(names) or 'none'}), received {got}. Pass a list such as "
                 f"[{', '.join(names)}] in that order."
@@ -172,12 +178,14 @@ class Layer:
         for slot, arr in zip(names, arrays, strict=True):
             expected = self._weights[slot].shape
             if arr.shape != expected:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f'Layer "{self.name}" weight "{slot}" must have shape {expected}, received '
                     f"shape {arr.shape}.{self._layout_hint(slot, arr.shape)}"
                 )
             if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-                raise ValueError(f'Layer "{self.name}" weight "{slot}": expected numbers, received dtype {arr.dtype}.')
+                raise InvalidArgumentError(
+                    f'Layer "{self.name}" weight "{slot}": expected numbers, received dtype {arr.dtype}.'
+                )
         for slot, arr in zip(names, arrays, strict=True):
             np.copyto(self._weights[slot], arr, casting="unsafe")
 
@@ -230,11 +238,11 @@ class Layer:
         if x.dtype == bool or np.issubdtype(x.dtype, np.integer):
             if self.accepts_integers:
                 return x
-            raise ValueError(
+            raise InvalidArgumentError(
                 f'Layer "{self.name}" ({type(self).__name__}) needs floating-point input, received '
                 f'dtype {x.dtype}. Convert it first: x.astype("float32").'
             )
-        raise ValueError(f'Layer "{self.name}" expects a numeric array, received dtype {x.dtype}.')
+        raise InvalidArgumentError(f'Layer "{self.name}" expects a numeric array, received dtype {x.dtype}.')
 
     def check_built_shape(self, x: np.ndarray) -> None:
         """Layers with weights check the axis their weights depend on (overridden)."""

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
 from cnnlab.layers.activated import ActivationMixin
 from cnnlab.layers.base import Layer, Shape, check_initializer
 from cnnlab.layers.weight_rules import WeightRulesMixin
@@ -50,14 +51,14 @@ class Conv2D(ActivationMixin, WeightRulesMixin, Layer):
     ) -> None:
         super().__init__(**kwargs)
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
-            raise ValueError(f"Conv2D: expected filters to be a positive integer, received {filters!r}.")
+            raise InvalidArgumentError(f"Conv2D: expected filters to be a positive integer, received {filters!r}.")
         self.filters = int(filters)
         self.kernel_size = normalize_tuple(kernel_size, "kernel_size", "Conv2D")
         self.strides = normalize_tuple(strides, "strides", "Conv2D")
         self.padding = normalize_padding(padding, "Conv2D")
         self.dilation_rate = normalize_tuple(dilation_rate, "dilation_rate", "Conv2D")
         if self.strides != (1, 1) and self.dilation_rate != (1, 1):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Conv2D: strides > 1 cannot be combined with dilation_rate > 1 (as in Keras); "
                 f"received strides={self.strides}, dilation_rate={self.dilation_rate}."
             )
@@ -84,7 +85,7 @@ class Conv2D(ActivationMixin, WeightRulesMixin, Layer):
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 4:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f'Conv2D "{self.name}": expected an input shape (batch, height, width, channels), '
                 f"received {tuple(input_shape)}."
             )

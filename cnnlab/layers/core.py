@@ -7,10 +7,12 @@ from typing import Any
 import numpy as np
 
 from cnnlab import config
+from cnnlab.errors import InvalidArgumentError
 from cnnlab.layers.activated import ActivationMixin
-from cnnlab.layers.base import Layer, Shape, check_initializer, format_shape
+from cnnlab.layers.base import Layer, Shape, check_initializer
 from cnnlab.layers.weight_rules import WeightRulesMixin
 from cnnlab.ops import activations as act_ops
+from cnnlab.ops.shapes import whole_sizes
 from cnnlab.random import generator
 
 
@@ -41,7 +43,7 @@ class Dense(ActivationMixin, WeightRulesMixin, Layer):
     ) -> None:
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"Dense: expected units to be a positive integer, received {units!r}.")
+            raise InvalidArgumentError(f"Dense: expected units to be a positive integer, received {units!r}.")
         self.units = int(units)
         self.activation = act_ops.get(activation, "Dense")
         self.use_bias = bool(use_bias)
@@ -189,7 +191,7 @@ class Dropout(Layer):
     def __init__(self, rate: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0 <= rate < 1:
-            raise ValueError(f"Dropout: expected rate to be a number in [0, 1), received {rate!r}.")
+            raise InvalidArgumentError(f"Dropout: expected rate to be a number in [0, 1), received {rate!r}.")
         self.rate = float(rate)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -215,15 +217,7 @@ class InputLayer(Layer):
 
     def __init__(self, shape: tuple[int, ...], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        try:
-            self.shape = tuple(int(d) for d in shape)
-        except TypeError:
-            raise ValueError(
-                f"Input: expected shape to be a tuple of sizes without the batch axis, "
-                f"e.g. (28, 28, 1); received {shape!r}."
-            ) from None
-        if any(d < 1 for d in self.shape):
-            raise ValueError(f"Input: expected positive sizes, received shape {format_shape(self.shape)}.")
+        self.shape = whole_sizes(shape, "shape", "Input")
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return x

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import config
+from cnnlab.errors import InvalidArgumentError
 from cnnlab.layers.base import Layer, Shape
 from cnnlab.ops import pool as pool_ops
 from cnnlab.ops.reshaping import global_max_pool2d_backward
@@ -34,7 +35,7 @@ class BasePooling2D(Layer):
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 4:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f'{type(self).__name__} "{self.name}": expected an input shape '
                 f"(batch, height, width, channels), received {tuple(input_shape)}."
             )

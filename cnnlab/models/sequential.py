@@ -20,6 +20,7 @@ from cnnlab import optimizers as optimizers_mod
 from cnnlab.callbacks import Callback, History
 from cnnlab.engine import Engine, TrainingStopped
 from cnnlab.engine.checks import as_array, check_batch_size, check_finite, shape_hint, verbosity
+from cnnlab.errors import InvalidArgumentError, NotReadyError
 from cnnlab.layers.base import Layer, Shape, format_shape
 from cnnlab.models.summary import summary_lines
 from cnnlab.progress import Progbar
@@ -44,7 +45,7 @@ class Sequential(Layer):
     def __init__(self, layers: list[Layer] | None = None, name: str | None = None, trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
         if layers is not None and not isinstance(layers, (list, tuple)):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Sequential: expected a list of layers, e.g. Sequential([Dense(2)]), received {type(layers).__name__}."
             )
         self._layers: list[Layer] = []
@@ -87,14 +88,14 @@ class Sequential(Layer):
     def add(self, layer: Layer) -> None:
         """Append a layer (an ``Input(...)`` first declares the input shape)."""
         if not isinstance(layer, Layer):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Sequential.add: expected a layer such as cl.layers.Dense(10), received {type(layer).__name__}."
             )
         if layer is self:
-            raise ValueError(f'Sequential.add: a model cannot contain itself ("{self.name}").')
+            raise InvalidArgumentError(f'Sequential.add: a model cannot contain itself ("{self.name}").')
         if layer.declares_input:
             if self._layers:
-                raise ValueError("Sequential.add: an Input must come before every other layer.")
+                raise InvalidArgumentError("Sequential.add: an Input must come before every other layer.")
             self._input_shape = (None, *layer.shape)
         else:
             if not self._layers and layer.input_shape_arg is not None:
@@ -102,10 +103,10 @@ class Sequential(Layer):
             if not self._layers and isinstance(layer, Sequential) and layer._input_shape is not None:
                 self._input_shape = layer._input_shape
             if any(existing is layer for existing in self._layers):
-                raise ValueError(f'Sequential.add: layer "{layer.name}" is already in the model.')
+                raise InvalidArgumentError(f'Sequential.add: layer "{layer.name}" is already in the model.')
             names = {existing.name for existing in self._layers}
             if layer.name in names:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f'Sequential.add: the model already has a layer named "{layer.name}"; layer names must be unique.'
                 )
             self._layers.append(layer)
@@ -118,15 +119,17 @@ class Sequential(Layer):
         """A layer by name or position, as ``keras.Model.get_layer``."""
         if index is not None:
             if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-                raise ValueError(f"get_layer: expected index to be an integer, received {index!r}.")
+                raise InvalidArgumentError(f"get_layer: expected index to be an integer, received {index!r}.")
             if not -len(self._layers) <= index < len(self._layers):
-                raise ValueError(f"get_layer: index {index} is out of range; the model has {len(self._layers)} layers.")
+                raise InvalidArgumentError(
+                    f"get_layer: index {index} is out of range; the model has {len(self._layers)} layers."
+                )
             return self._layers[index]
         for layer in self._layers:
             if layer.name == name:
                 return layer
         names = ", ".join(layer.name for layer in self._layers)
-        raise ValueError(f"get_layer: no layer named {name!r}. Layers: {names}.")
+        raise InvalidArgumentError(f"get_layer: no layer named {name!r}. Layers: {names}.")
 
     def build(self, input_shape: Shape) -> None:
         """Create every layer's weights for inputs of ``input_shape`` (batch axis included)."""
@@ -148,7 +151,7 @@ class Sequential(Layer):
     @property
     def input_shape(self) -> Shape:
         if self._input_shape is None:
-            raise ValueError(f'Model "{self.name}" has no defined input shape yet: call it on data first.')
+            raise InvalidArgumentError(f'Model "{self.name}" has no defined input shape yet: call it on data first.')
         return self._input_shape
 
     @property
@@ -184,11 +187,15 @@ class Sequential(Layer):
     def set_weights(self, weights: list[Any]) -> None:
         """Set every layer's weights from a flat list in layer order (as ``get_weights`` returns)."""
         if not self.built:
-            raise ValueError(f'Model "{self.name}" is not built yet: call it on data (or build it) before set_weights.')
+            raise InvalidArgumentError(
+                f'Model "{self.name}" is not built yet: call it on data (or build it) before set_weights.'
+            )
         expected = sum(len(layer.weights) for layer in self._layers)
         if not isinstance(weights, (list, tuple)) or len(weights) != expected:
             got = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
-            raise ValueError(f'Model "{self.name}" expects a list of {expected} weight arrays, received {got}.')
+            raise InvalidArgumentError(
+                f'Model "{self.name}" expects a list of {expected} weight arrays, received {got}.'
+            )
         start = 0
         for layer in self._layers:
             count = len(layer.weights)
@@ -240,14 +247,14 @@ class Sequential(Layer):
     # ------------------------------------------------------------ inference
     def check_input(self, x: Any) -> np.ndarray:
         if not self._layers:
-            raise ValueError(f'Model "{self.name}" has no layers: add some with model.add(...) first.')
+            raise InvalidArgumentError(f'Model "{self.name}" has no layers: add some with model.add(...) first.')
         return self._layers[0].check_input(x)
 
     def _check_sample_shape(self, x: np.ndarray) -> None:
         if self._input_shape is not None and self.built:
             expected = self._input_shape[1:]
             if tuple(x.shape[1:]) != tuple(expected):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f'Model "{self.name}" expects samples of shape {format_shape(expected)} '
                     f"(input {format_shape(self._input_shape)}), received input of shape "
                     f"{tuple(x.shape)}.{shape_hint(x.shape, expected)}"
@@ -260,7 +267,7 @@ class Sequential(Layer):
     def _prepare_input(self, x: Any) -> np.ndarray:
         x = self.check_input(as_array(x, "x"))
         if x.ndim == 0:
-            raise ValueError("x: expected a batch of samples, received a scalar.")
+            raise InvalidArgumentError("x: expected a batch of samples, received a scalar.")
         if not self.built:
             self.build((None, *x.shape[1:]))
         self._check_sample_shape(x)
@@ -293,7 +300,7 @@ class Sequential(Layer):
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None) -> None:
         """Choose optimizer, loss and metrics (names or objects, as in Keras)."""
         if loss is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "compile: a loss is required, e.g. loss='categorical_crossentropy' "
                 "(one-hot labels) or 'sparse_categorical_crossentropy' (integer labels)."
             )
@@ -305,7 +312,7 @@ class Sequential(Layer):
 
     def _require_compiled(self, what: str) -> None:
         if not self.compiled:
-            raise RuntimeError(
+            raise NotReadyError(
                 f"{what}: the model must be compiled first, e.g. model.compile(optimizer='adam', "
                 "loss='categorical_crossentropy', metrics=['accuracy'])."
             )
@@ -314,7 +321,7 @@ class Sequential(Layer):
         x = self._prepare_input(x)
         y = as_array(y, "y")
         if y.ndim == 0 or len(x) != len(y):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{what}: x and y must have the same number of samples; received x with "
                 f"{len(x)} and y with {len(y) if y.ndim else 'no'} samples."
             )
@@ -328,7 +335,7 @@ class Sequential(Layer):
         if training:
             self._require_compiled("plan")
         if not self.built:
-            raise ValueError(f'Model "{self.name}" is not built yet: call it on data first.')
+            raise InvalidArgumentError(f'Model "{self.name}" is not built yet: call it on data first.')
         return self._engine.plan(config.float_dtype(), training).describe()
 
     # ------------------------------------------------------------ one step
@@ -337,7 +344,7 @@ class Sequential(Layer):
         self._require_compiled("train_on_batch")
         x, y = self._prepare_xy(x, y, "train_on_batch")
         if len(x) == 0:
-            raise ValueError("train_on_batch: x holds no samples.")
+            raise InvalidArgumentError("train_on_batch: x holds no samples.")
         engine = self._engine
         plan = engine.plan(config.float_dtype(), training=True)
         with plan.threads():
@@ -352,7 +359,7 @@ class Sequential(Layer):
         self._require_compiled("test_on_batch")
         x, y = self._prepare_xy(x, y, "test_on_batch")
         if len(x) == 0:
-            raise ValueError("test_on_batch: x holds no samples.")
+            raise InvalidArgumentError("test_on_batch: x holds no samples.")
         loss, mets = self._engine.evaluate_arrays(x, y, chunk=len(x))
         return self._results(loss, mets)
 
@@ -392,26 +399,30 @@ class Sequential(Layer):
         batch_size = 32 if batch_size is None else batch_size
         check_batch_size(batch_size)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"fit: expected epochs to be a non-negative integer, received {epochs!r}.")
+            raise InvalidArgumentError(f"fit: expected epochs to be a non-negative integer, received {epochs!r}.")
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
-            raise ValueError(f"fit: expected initial_epoch to be a non-negative integer, received {initial_epoch!r}.")
+            raise InvalidArgumentError(
+                f"fit: expected initial_epoch to be a non-negative integer, received {initial_epoch!r}."
+            )
         verbose = verbosity(verbose)
         x, y = self._prepare_xy(x, y, "fit")
         if len(x) == 0:
-            raise ValueError("fit: x holds no samples.")
+            raise InvalidArgumentError("fit: x holds no samples.")
         weights = fit_sample_weights(y, sample_weight, class_weight, self.loss.sparse_labels)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("fit: expected validation_data=(x_val, y_val).")
+                raise InvalidArgumentError("fit: expected validation_data=(x_val, y_val).")
             x_val, y_val = self._prepare_xy(*validation_data, "fit(validation_data)")
             if len(x_val) == 0:
-                raise ValueError("fit(validation_data): x_val holds no samples; pass some or leave validation out.")
+                raise InvalidArgumentError(
+                    "fit(validation_data): x_val holds no samples; pass some or leave validation out."
+                )
         elif validation_split:
             if isinstance(validation_split, (bool, str)) or not 0 < validation_split < 1:
-                raise ValueError(f"fit: expected validation_split in (0, 1), received {validation_split!r}.")
+                raise InvalidArgumentError(f"fit: expected validation_split in (0, 1), received {validation_split!r}.")
             cut = int(len(x) * (1 - validation_split))
             if cut == 0 or cut == len(x):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"fit: validation_split={validation_split} leaves no training or no validation samples of {len(x)}."
                 )
             x, x_val, y, y_val = x[:cut], x[cut:], y[:cut], y[cut:]
@@ -463,7 +474,7 @@ class Sequential(Layer):
         verbose = verbosity(verbose)
         x, y = self._prepare_xy(x, y, "evaluate")
         if len(x) == 0:
-            raise ValueError("evaluate: x holds no samples; a loss over no samples is undefined.")
+            raise InvalidArgumentError("evaluate: x holds no samples; a loss over no samples is undefined.")
         start = time.perf_counter()
         loss, mets = self._engine.evaluate_arrays(x, y)
         steps = math.ceil(len(x) / batch_size)
@@ -501,7 +512,7 @@ class Sequential(Layer):
             name = item["class_name"]
             layer_cls = Sequential if name == "Sequential" else getattr(layers_mod, name, None)
             if layer_cls is None or not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
-                raise ValueError(f"from_config: unknown layer class {name!r}.")
+                raise InvalidArgumentError(f"from_config: unknown layer class {name!r}.")
             model.add(layer_cls.from_config(item["config"]))
         return model
 

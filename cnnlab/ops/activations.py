@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
+
 
 def relu(x: np.ndarray) -> np.ndarray:
     """Example:
@@ -305,15 +307,37 @@ NEEDS_INPUT = frozenset(ACTIVATIONS) - {"linear", "relu", "softmax", "sigmoid", 
 ALIASES = {"swish": "silu"}
 
 
+#: libraries whose functions of a built-in's name compute that built-in (tf.nn.relu, keras.activations.relu)
+KNOWN_LIBRARIES = ("cnnlab", "tensorflow", "keras", "tf_keras", "torch", "jax", "numpy")
+
+
+def from_known_library(function: object) -> bool:
+    """Whether ``function`` comes from a library whose same-named functions are the built-ins.
+
+    A user's own ``def relu(x): ...`` is not: it may compute something else, so it must never be
+    silently replaced by the built-in of its name."""
+    module = getattr(function, "__module__", None) or ""
+    return module.split(".")[0] in KNOWN_LIBRARIES
+
+
 def get(name: object, owner: str = "layer") -> str:
     """Normalise an activation argument to its name (``None`` means 'linear')."""
     if name is None:
         return "linear"
     if callable(name):
-        name = getattr(name, "__name__", None)  # e.g. cl.activations.relu, tf.nn.relu-like functions
+        fname = getattr(name, "__name__", None)
+        canonical = ALIASES.get(fname, fname) if isinstance(fname, str) else None
+        if canonical in ACTIVATIONS:
+            if from_known_library(name):
+                return canonical  # e.g. cl.ops.activations.relu, tf.nn.relu, keras.activations.relu
+            raise InvalidArgumentError(
+                f"{owner}: activation={name!r} is your own function named like the built-in {fname!r}; "
+                "cnnlab computes activations and their gradients itself and cannot run other functions. "
+                f"Pass activation={fname!r} if the built-in is what you mean, or rename your function."
+            )
     if isinstance(name, str) and ALIASES.get(name.lower(), name.lower()) in ACTIVATIONS:
         return ALIASES.get(name.lower(), name.lower())
-    raise ValueError(
+    raise InvalidArgumentError(
         f"{owner}: unknown activation {name!r}. Expected one of "
         f"{', '.join(repr(k) for k in ACTIVATIONS)} (or None for linear)."
     )

@@ -6,7 +6,9 @@ Max pooling::
 
 with ``xp`` padded by -inf for ``padding='same'`` (so padding never wins). The
 gradient goes to the *first* maximum of each window in row-major order; where
-windows overlap, gradients add up. Average pooling divides by the number of
+windows overlap, gradients add up. NaN propagates, as in ``np.max`` (and PyTorch's and
+TensorFlow's MaxPool, whose CPU kernel is being made to propagate it consistently): a window
+holding a NaN outputs NaN and its first NaN is the winner. Average pooling divides by the number of
 *real* cells in the window ('same' padding cells are not counted), as Keras does.
 Both loop over the ``ph*pw`` window offsets, never over pixels.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
 from cnnlab.ops.shapes import padding_amounts, window_output_hw
 from cnnlab.ops.windows import pad_hw, unpad_hw, window_slice
 
@@ -44,7 +47,9 @@ WINNER_DTYPE = np.int32
 def winner_dtype(pool: Pair) -> np.dtype:
     """The winner index's dtype, refusing windows whose offsets it cannot hold."""
     if pool[0] * pool[1] > np.iinfo(WINNER_DTYPE).max:
-        raise ValueError(f"max pooling: a {pool[0]}x{pool[1]} window has more cells than an int32 index holds.")
+        raise InvalidArgumentError(
+            f"max pooling: a {pool[0]}x{pool[1]} window has more cells than an int32 index holds."
+        )
     return np.dtype(WINNER_DTYPE)
 
 
@@ -79,8 +84,11 @@ def max_pool2d_forward_argmax(
                 continue
             candidate = xp[window_slice(di, dj, out_hw, strides, _NO_DILATION)]
             if arg is not None:
-                # strictly greater: an equal later cell never steals the gradient
+                # strictly greater: an equal later cell never steals the gradient; NaN propagates
+                # (as np.max, and PyTorch and TensorFlow's MaxPool) and the first NaN wins
                 better = candidate > y
+                if y.dtype.kind in "fc":
+                    better |= np.isnan(candidate) & ~np.isnan(y)
                 arg[better] = di * pool[1] + dj
             np.maximum(y, candidate, out=y)
     return y, arg

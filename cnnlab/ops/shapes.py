@@ -7,7 +7,34 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cnnlab.errors import InvalidArgumentError
+
 PADDINGS = ("valid", "same")
+
+
+def whole_sizes(value: object, name: str, owner: str) -> tuple[int, ...]:
+    """A shape argument as a tuple of whole numbers >= 1 (``28.5`` or ``True`` are refused, never rounded).
+
+    >>> whole_sizes((28, 28, 1), "shape", "Input")
+    (28, 28, 1)
+    """
+    from cnnlab.errors import ArgumentTypeError
+
+    if not isinstance(value, (tuple, list)):
+        raise ArgumentTypeError(
+            f"{owner}: expected {name} to be a tuple of sizes without the batch axis, e.g. (28, 28, 1); "
+            f"received {value!r}. For one axis write ({value!r},)."
+        )
+    sizes = []
+    for d in value:
+        whole = isinstance(d, (int, np.integer)) or (isinstance(d, (float, np.floating)) and float(d).is_integer())
+        if isinstance(d, bool) or not whole or d < 1:
+            raise InvalidArgumentError(
+                f"{owner}: expected {name} to hold whole numbers >= 1, received {tuple(value)!r}; "
+                "sizes are never rounded, so pass e.g. (28, 28, 1)."
+            )
+        sizes.append(int(d))
+    return tuple(sizes)
 
 
 def normalize_tuple(value: object, name: str, owner: str, allow_zero: bool = False) -> tuple[int, int]:
@@ -23,14 +50,14 @@ def normalize_tuple(value: object, name: str, owner: str, allow_zero: bool = Fal
     elif isinstance(value, (tuple, list)) and len(value) == 2:
         pair = value
     else:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{owner}: expected {name} to be an integer or a tuple of 2 integers, "
             f"received {value!r}. Pass e.g. {name}=2 or {name}=(2, 2)."
         )
     low = 0 if allow_zero else 1
     for item in pair:
         if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or item < low:
-            raise ValueError(f"{owner}: expected {name} to hold integers >= {low}, received {value!r}.")
+            raise InvalidArgumentError(f"{owner}: expected {name} to hold integers >= {low}, received {value!r}.")
     return int(pair[0]), int(pair[1])
 
 
@@ -42,7 +69,7 @@ def normalize_padding(value: object, owner: str) -> str:
     """
     text = str(value).lower() if isinstance(value, str) else None
     if text not in PADDINGS:
-        raise ValueError(f"{owner}: expected padding to be 'valid' or 'same', received {value!r}.")
+        raise InvalidArgumentError(f"{owner}: expected padding to be 'valid' or 'same', received {value!r}.")
     return text
 
 
@@ -112,7 +139,7 @@ def window_output_hw(
     if min(out) < 1:
         axis = 0 if out[0] < 1 else 1
         n, k, s, d = hw[axis], kernel[axis], strides[axis], dilation[axis]
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{owner}: the output would have size {out[axis]} along the "
             f"{'height' if axis == 0 else 'width'} axis: with padding='valid', "
             f"floor((n - (k-1)*d - 1) / s) + 1 = floor(({n} - ({k}-1)*{d} - 1) / {s}) + 1 "
