@@ -203,6 +203,8 @@ def _check_smoothing(owner: str, value: Any) -> float:
     if not ok or not 0 <= value <= 1:
         raise ValueError(f"{owner}: expected label_smoothing in [0, 1] (e.g. 0.1), received {value!r}.")
     return float(value)
+
+
 def _numeric_labels(y: Any, loss: str) -> np.ndarray:
     """``y`` as a numeric array, or an error naming ``y`` (strings, objects, ragged lists)."""
     try:
