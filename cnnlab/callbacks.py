@@ -403,10 +403,9 @@ class BackupAndRestore(Callback):
         self._metadata_path = self.backup_dir / "training_metadata.json"
 
     def on_train_begin(self, logs=None):
-        from cnnlab import saving
-
         if self._weights_path.exists():
-            saved = saving.load_model(self._weights_path, compile=True)
+            # the model's own file reader (set by cnnlab.saving): callbacks import no model code
+            saved = type(self.model)._file_reader(self._weights_path, compile=True)
             self.model.set_weights(saved.get_weights())
             if saved.optimizer is not None and self.model.optimizer is not None:
                 self.model.optimizer.set_state(saved.optimizer.get_state())

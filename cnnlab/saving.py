@@ -272,4 +272,5 @@ def _check_state(state: dict[str, np.ndarray], model: Any, path: Path) -> None:
 # model.save and cl.models.load_model reach this module through these hooks, so that saving
 # imports models and never the reverse
 Sequential._file_writer = staticmethod(save_model)
+Sequential._file_reader = staticmethod(load_model)
 models._file_reader = load_model

@@ -41,6 +41,7 @@ class Sequential(Layer):
     #: ``writer(model, path, metadata)`` and ``reader(path, compile)``, set by :mod:`cnnlab.saving`
     #: when it is imported (saving imports models, never the reverse)
     _file_writer: Any = None
+    _file_reader: Any = None
 
     def __init__(self, layers: list[Layer] | None = None, name: str | None = None, trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
