@@ -232,3 +232,31 @@ def test_compilation_is_announced_and_kept_out_of_epoch_times(capsys, monkeypatc
     assert model.kernel_compile_seconds == 1.0
     last = out.strip().splitlines()[-1]
     assert last.startswith("4/4") and " 0s " in last  # not "1s": compilation is not training time
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _accel.AVAILABLE, reason="numba is not installed")
+def test_without_a_writable_cache_kernels_compile_in_memory_and_say_so_once():
+    """A user who can write neither the package directory nor a cache directory: numba finds no
+    place to cache ("no locator available"); cnnlab says so once and still trains."""
+    import subprocess
+    import sys
+
+    script = """
+import warnings
+from numba.core import caching
+caching.CacheImpl._locator_classes = []   # as for a read-only install and no writable cache dir
+with warnings.catch_warnings(record=True) as said:
+    warnings.simplefilter("always")
+    import numpy as np, cnnlab as cl
+    from cnnlab import _accel
+    x = np.random.default_rng(0).normal(size=(8, 6, 6, 1)).astype("float32")
+    model = cl.Sequential([cl.layers.Input((6, 6, 1)), cl.layers.Conv2D(2, 3), cl.layers.Flatten(), cl.layers.Dense(2)])
+    model.compile("adam", "mse")
+    model.fit(x, np.zeros((8, 2), "float32"), verbose=0)
+notices = [str(w.message) for w in said if issubclass(w.category, _accel.KernelNotice)]
+assert not _accel.CACHE and len(notices) == 1 and "no writable place to cache" in notices[0], notices
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
