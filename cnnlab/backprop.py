@@ -1,0 +1,1 @@
+def explain_gradient(*a, **k): raise NotImplementedError
