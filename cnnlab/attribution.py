@@ -174,7 +174,7 @@ class Attribution:
 
     def __str__(self) -> str:
         lines = [repr(self), self.note]
-        lines += [f"{key}: {value}" for key, value in self.details.items()]
+        lines += [f"{key}: {value}" for key, value in self.details.items() if not isinstance(value, np.ndarray)]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,7 +200,12 @@ class Attribution:
         signed = self.method in ("gradient_x_input", "integrated_gradients", "occlusion")
         cmap = "bwr" if signed else "jet"
         limit = float(np.max(np.abs(self.heatmap))) or 1.0
-        vmin, vmax = (-limit, limit) if signed else (0.0, max(float(self.heatmap.max()), 1e-12))
+        if signed:
+            vmin, vmax = -limit, limit
+        elif self.method.startswith("grad_cam"):
+            vmin, vmax = 0.0, 1.0  # normalised to its maximum (all 0 when no position speaks for the class)
+        else:
+            vmin, vmax = 0.0, limit
         fig, axes = plt.subplots(1, 3, figsize=(11, 4))
         grey = "gray" if image.ndim == 2 else None
         axes[0].imshow(image, cmap=grey)
