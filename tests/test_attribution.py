@@ -37,7 +37,9 @@ def build(seed: int = 0) -> cl.Sequential:
     )
     bn = model.get_layer("bn")
     rng = np.random.default_rng(seed + 100)
-    bn.set_weights([rng.uniform(0.5, 1.5, 3), rng.uniform(-0.2, 0.2, 3), rng.uniform(-0.3, 0.3, 3), rng.uniform(0.5, 2, 3)])
+    bn.set_weights(
+        [rng.uniform(0.5, 1.5, 3), rng.uniform(-0.2, 0.2, 3), rng.uniform(-0.3, 0.3, 3), rng.uniform(0.5, 2, 3)]
+    )
     return model
 
 
