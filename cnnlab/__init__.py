@@ -25,6 +25,8 @@ from cnnlab import (
     schedules,
     utils,
 )
+from cnnlab.attribution import explain_prediction
+from cnnlab.backprop import explain_gradient
 from cnnlab.explain import explain, trace
 from cnnlab.layers.base import clear_session
 from cnnlab.models import Model, Sequential
@@ -56,4 +58,6 @@ __all__ = [
     "set_seed",
     "explain",
     "trace",
+    "explain_prediction",
+    "explain_gradient",
 ]

@@ -284,6 +284,14 @@ class Layer:
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         raise NotImplementedError
 
+    def forward_for_gradients(self, x: np.ndarray) -> np.ndarray:
+        """Inference arithmetic that keeps what :meth:`backward` needs, for gradients of a trained
+        model's prediction (``cl.explain_prediction``): BatchNormalization uses its moving
+        statistics and updates nothing, Dropout is the identity. Layers whose training forward
+        differs from inference in more than the kept cache override this; for all others the
+        training forward *is* the inference arithmetic plus the cache."""
+        return self.forward(x, training=True)
+
     def release(self) -> None:
         """Drop what the last training forward kept (called after each step and when training ends)."""
         self._cache = None

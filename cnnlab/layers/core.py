@@ -206,6 +206,11 @@ class Dropout(Layer):
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         return dy if self._cache is None else dy * self._cache
 
+    def forward_for_gradients(self, x: np.ndarray) -> np.ndarray:
+        """The identity, as at inference (no mask drawn, no random numbers used)."""
+        self._cache = None
+        return x
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate}
 

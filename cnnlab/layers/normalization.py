@@ -129,12 +129,19 @@ class BatchNormalization(Layer):
         return None if value is None else value.reshape(broadcast_shape(ndim, axis, value.shape[0]))
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        # Keras 3: a frozen BN layer always infers
+        return self._normalize(x, batch_statistics=training and self.trainable, keep=training)
+
+    def forward_for_gradients(self, x: np.ndarray) -> np.ndarray:
+        """The moving statistics (inference), with the cache ``backward`` needs; nothing is updated."""
+        return self._normalize(x, batch_statistics=False, keep=True)
+
+    def _normalize(self, x: np.ndarray, batch_statistics: bool, keep: bool) -> np.ndarray:
         if not np.issubdtype(x.dtype, np.floating):
             x = x.astype(config.floatx())
         axis = self._axis_for(x.ndim, x.shape)
         axes = tuple(i for i in range(x.ndim) if i != axis)
         gamma, beta = self._param("gamma", x.ndim, axis), self._param("beta", x.ndim, axis)
-        batch_statistics = training and self.trainable  # Keras 3: a frozen BN layer always infers
         if batch_statistics:
             mean, variance = moments(x, axes)
             # Keras's moving-average update, done in the forward pass as Keras does
@@ -145,7 +152,7 @@ class BatchNormalization(Layer):
             mean = self._param("moving_mean", x.ndim, axis).astype(x.dtype, copy=False)
             variance = self._param("moving_variance", x.ndim, axis).astype(x.dtype, copy=False)
         y, inv_std = batch_norm_forward(x, mean, variance, gamma, beta, self.epsilon)
-        if training:
+        if keep:
             self._cache = ((x - mean) * inv_std, inv_std, axes, batch_statistics)
         return y
 
