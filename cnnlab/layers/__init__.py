@@ -1,6 +1,7 @@
 """Layers with Keras's names, arguments and weight layouts (channels_last)."""
 
 from cnnlab.layers.activation_layers import LeakyReLU, ReLU, Softmax
+from cnnlab.layers.augmentation import RandomContrast, RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from cnnlab.layers.base import Layer
 from cnnlab.layers.conv import Conv2D
 from cnnlab.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, SpatialDropout2D
@@ -46,6 +47,11 @@ __all__ = [
     "Permute",
     "SpatialDropout2D",
     "Rescaling",
+    "RandomFlip",
+    "RandomTranslation",
+    "RandomRotation",
+    "RandomZoom",
+    "RandomContrast",
     "ReLU",
     "LeakyReLU",
     "Softmax",
