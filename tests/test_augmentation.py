@@ -416,3 +416,28 @@ def test_bad_inputs() -> None:
         ops.affine_transform(np.zeros((2, 3, 3, 1)), np.zeros((3, 8)))
     with pytest.raises(InvalidArgumentError, match="only affine transforms"):
         ops.affine_transform(np.zeros((1, 3, 3, 1)), [1, 0, 0, 0, 1, 0, 0.1, 0])
+
+
+def test_explanations_see_augmentation_layers_as_the_identity():
+    """cl.explain_prediction runs the inference arithmetic: no random transform, no random draw."""
+    import cnnlab as cl
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 10, 1)).astype(np.float32)
+    cl.set_random_seed(3)
+    model = cl.Sequential(
+        [
+            cl.layers.Input((10, 10, 1)),
+            cl.layers.RandomRotation(0.3),
+            cl.layers.RandomFlip(),
+            cl.layers.Conv2D(3, 3, activation="relu"),
+            cl.layers.Flatten(),
+            cl.layers.Dense(2),
+        ]
+    )
+    plain = cl.Sequential([cl.layers.Input((10, 10, 1)), model.layers[2], cl.layers.Flatten(), model.layers[4]])
+    state = cl.random.generator().bit_generator.state
+    a = cl.explain_prediction(model, x, method="saliency", class_index=0)
+    assert cl.random.generator().bit_generator.state == state
+    b = cl.explain_prediction(plain, x, method="saliency", class_index=0)
+    np.testing.assert_array_equal(a.heatmap, b.heatmap)

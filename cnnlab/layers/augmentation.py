@@ -103,6 +103,11 @@ class _ImageAugmentation(Layer):
         self._cache = (self._cache, single)
         return y[0] if single else y
 
+    def forward_for_gradients(self, x: np.ndarray) -> np.ndarray:
+        """For explanations of a trained model's prediction: the inference identity (no random
+        transform, no random numbers drawn)."""
+        return self.forward(x, training=False)
+
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         if not need_dx:
             return None
