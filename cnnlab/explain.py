@@ -254,7 +254,7 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
 def _explain_conv(layer: Conv2D, x_shape, sample: np.ndarray, at, output) -> ConvExplanation:
     n, i, j, f = at
     rows, cols, pad, window, products = conv2d_terms(
-        sample, layer.kernel, i, j, f, layer.strides, layer.padding, layer.dilation_rate
+        sample, layer.kernel, i, j, f, layer.strides, layer.padding, layer.dilation_rate, layer.groups
     )
     kernel = layer.kernel[:, :, :, f].astype(np.float64)
     channel_sums = products.sum(axis=(0, 1))

@@ -4,6 +4,7 @@ from cnnlab.layers.activation_layers import LeakyReLU, ReLU, Softmax
 from cnnlab.layers.base import Layer
 from cnnlab.layers.conv import Conv2D
 from cnnlab.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, SpatialDropout2D
+from cnnlab.layers.depthwise import DepthwiseConv2D, SeparableConv2D
 from cnnlab.layers.normalization import BatchNormalization
 from cnnlab.layers.pooling import (
     AveragePooling2D,
@@ -19,11 +20,15 @@ from cnnlab.layers.preprocessing import Rescaling
 from cnnlab.layers.reshaping import Cropping2D, Permute, Reshape, UpSampling2D, ZeroPadding2D
 
 Convolution2D = Conv2D
+SeparableConvolution2D = SeparableConv2D
 
 __all__ = [
     "Layer",
     "Conv2D",
     "Convolution2D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "SeparableConvolution2D",
     "Dense",
     "Flatten",
     "Activation",
