@@ -351,3 +351,24 @@ def test_output_shapes_and_param_counts():
     model(np.zeros((1, 7, 7, 4), "float32"))
     # Keras's counts: 3*3*2*6 + 6; 3*3*6*2 + 12; 2*2*12 + 12*4 + 4; 4*3 + 3
     assert [layer.count_params() for layer in model.layers] == [114, 120, 100, 0, 15]
+
+
+# ------------------------------------------------------------------ explain
+def test_explain_depthwise_by_hand():
+    layer = layers.DepthwiseConv2D(2, depth_multiplier=2, activation="relu", name="dw_explain")
+    x = np.arange(18, dtype="float32").reshape(1, 3, 3, 2)  # channel 1 holds 1, 3, 5, ..., 17
+    layer(x)
+    layer.set_weights([np.arange(16, dtype="float32").reshape(2, 2, 2, 2) / 4, np.array([0, 1, 2, 3.0])])
+    e = cl.explain(layer, x, at=(0, 1, 0, 3))  # output channel 3 = input channel 1, kernel 1
+    # window rows 1..2, columns 0..1 of channel 1: 7, 9, 13, 15; kernel w[:, :, 1, 1] = 3/4, 7/4, 11/4, 15/4
+    assert e.arithmetic() == "7×0.7500 + 9×1.7500 + 13×2.7500 + 15×3.7500 + 3 = 116"
+    assert e.output == layer(x)[0, 1, 0, 3] == 116.0
+    assert "input channel 1, kernel 1" in str(e)
+
+
+def test_explain_grouped_conv_uses_the_group_channels():
+    layer = layers.Conv2D(2, 1, groups=2, use_bias=False, name="g_explain")
+    x = np.array([[[[1.0, 10.0]]]], "float32")  # one pixel, channels 1 and 10
+    layer(x)
+    layer.set_weights([np.array([2.0, 3.0]).reshape(1, 1, 1, 2)])
+    assert cl.explain(layer, x, at=(0, 0, 0, 1)).arithmetic() == "10×3 + 0 = 30"  # filter 1 sees channel 1 only
