@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cnnlab as cl
 from cnnlab import layers
@@ -72,6 +74,49 @@ def test_grouped_conv_matches_loop_reference(geometry, groups, c_in, filters):
     exact = conv2d_naive(x, w, b, *geometry, groups=groups)
     magnitude = conv2d_naive(a64(x), a64(w), a64(b), *geometry, groups=groups)
     assert_within(got, exact, sum_bound(magnitude, 3 * 2 * c_in // groups, "float32", c=1), "grouped conv")
+
+
+@st.composite
+def window_case(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    h = draw(st.integers((kh - 1) * dilation[0] + 1, 11))
+    w = draw(st.integers((kw - 1) * dilation[1] + 1, 11))
+    n, groups, c_group, dm = (
+        draw(st.integers(1, 2)),
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, 2)),
+        draw(st.integers(1, 3)),
+    )
+    return n, h, w, (kh, kw), strides, padding, dilation, groups, c_group, dm, draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=50, deadline=None)
+@given(window_case())
+def test_kernels_match_loop_references_over_random_cases(case):
+    """Depthwise and separable (strides and dilation together allowed, as in Keras 3) and grouped
+    convolution (Conv2D refuses strides with dilation, so its case drops the dilation) in float64."""
+    n, h, w, kernel, strides, padding, dilation, groups, c_group, dm, seed = case
+    c = groups * c_group
+    x, k, b, pw = rng_arrays((n, h, w, c), (*kernel, c, dm), (c * dm,), (1, 1, c * dm, 2), seed=seed, dtype="float64")
+    geometry = (strides, padding, dilation)
+    taps = kernel[0] * kernel[1]
+    magnitude = depthwise_conv2d_naive(a64(x), a64(k), a64(b), *geometry)
+    bound = sum_bound(magnitude, taps, "float64")
+    assert_within(depthwise_conv2d_forward(x, k, b, *geometry), depthwise_conv2d_naive(x, k, b, *geometry), bound)
+    magnitude = separable_conv2d_naive(a64(x), a64(k), a64(pw), None, *geometry)
+    bound = sum_bound(magnitude, taps + c * dm, "float64")
+    got, want = separable_conv2d_forward(x, k, pw, None, *geometry), separable_conv2d_naive(x, k, pw, None, *geometry)
+    assert_within(got, want, bound)
+    filters = groups * dm
+    kg, bg = rng_arrays((*kernel, c_group, filters), (filters,), seed=seed + 1, dtype="float64")
+    geometry = (strides, padding, (1, 1))
+    magnitude = conv2d_naive(a64(x), a64(kg), a64(bg), *geometry, groups=groups)
+    bound = sum_bound(magnitude, taps * c_group, "float64")
+    got, want = conv2d_forward(x, kg, bg, *geometry, groups=groups), conv2d_naive(x, kg, bg, *geometry, groups=groups)
+    assert_within(got, want, bound)
 
 
 def test_grouped_conv_is_the_full_conv_with_zero_blocks():
