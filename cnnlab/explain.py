@@ -3,7 +3,7 @@ and activation — the arithmetic the lecture writes out by hand
 ("0·w00 + 1·w01 + 4·w10 + 5·w11 + b").
 
 ``explain(layer, x, at=(n, i, j, c))`` returns an explanation object for one output of
-a Conv2D, MaxPooling2D, AveragePooling2D or Dense layer (or of a layer inside a model).
+a Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D or Dense layer (or of a layer inside a model).
 Its ``.output`` is the layer's own forward output at that position, bit for bit; the terms
 come from the loop references of :mod:`cnnlab.ops` (``conv2d_terms``, ``pool2d_window``: the
 arithmetic the tests check the kernels against), cell by cell in float64, so their sum agrees
@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import InvalidArgumentError
-from cnnlab.layers import AveragePooling2D, Conv2D, Dense, MaxPooling2D
+from cnnlab.layers import AveragePooling2D, Conv2D, Dense, DepthwiseConv2D, MaxPooling2D
 from cnnlab.layers.base import Layer
 from cnnlab.ops.conv import conv2d_terms
+from cnnlab.ops.depthwise import depthwise_conv2d_terms
 from cnnlab.ops.pool import first_maximum, pool2d_window
 
 
@@ -241,20 +242,23 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
     sample = data[at[0]].astype(np.float64)
     if isinstance(target, Conv2D):
         return _explain_conv(target, data.shape, sample, at, output)
+    if isinstance(target, DepthwiseConv2D):
+        return _explain_depthwise(target, sample, at, output)
     if isinstance(target, (MaxPooling2D, AveragePooling2D)):
         return _explain_pool(target, data.shape, data[at[0]], at, output)
     if isinstance(target, Dense):
         return _explain_dense(target, data, at, output, full.shape[-1])
     raise InvalidArgumentError(
         f'explain: layer "{target.name}" is a {type(target).__name__}; explanations exist for Conv2D, '
-        "MaxPooling2D, AveragePooling2D and Dense (Flatten, Dropout and Activation only move or scale values)."
+        "DepthwiseConv2D, MaxPooling2D, AveragePooling2D and Dense "
+        "(Flatten, Dropout and Activation only move or scale values)."
     )
 
 
 def _explain_conv(layer: Conv2D, x_shape, sample: np.ndarray, at, output) -> ConvExplanation:
     n, i, j, f = at
     rows, cols, pad, window, products = conv2d_terms(
-        sample, layer.kernel, i, j, f, layer.strides, layer.padding, layer.dilation_rate
+        sample, layer.kernel, i, j, f, layer.strides, layer.padding, layer.dilation_rate, layer.groups
     )
     kernel = layer.kernel[:, :, :, f].astype(np.float64)
     channel_sums = products.sum(axis=(0, 1))
@@ -262,6 +266,36 @@ def _explain_conv(layer: Conv2D, x_shape, sample: np.ndarray, at, output) -> Con
     pre = float(channel_sums.sum() + bias)
     return ConvExplanation(
         layer.name,
+        "conv",
+        at,
+        float(output),
+        rows,
+        cols,
+        pad,
+        window,
+        kernel,
+        products,
+        channel_sums,
+        bias,
+        pre,
+        layer.activation,
+    )
+
+
+def _explain_depthwise(layer: DepthwiseConv2D, sample: np.ndarray, at, output) -> ConvExplanation:
+    """Output channel ``k = c*depth_multiplier + m``: the window of input channel ``c`` alone times
+    kernel ``m`` of that channel (shown as a one-channel convolution)."""
+    n, i, j, k = at
+    rows, cols, pad, window, products = depthwise_conv2d_terms(
+        sample, layer.kernel, i, j, k, layer.strides, layer.padding, layer.dilation_rate
+    )
+    c, m = divmod(k, layer.depth_multiplier)
+    kernel = layer.kernel[:, :, c : c + 1, m].astype(np.float64)
+    channel_sums = products.sum(axis=(0, 1))
+    bias = float(layer.bias[k]) if layer.use_bias else 0.0
+    pre = float(channel_sums.sum() + bias)
+    return ConvExplanation(
+        f"{layer.name} (input channel {c}, kernel {m})",
         "conv",
         at,
         float(output),

@@ -371,6 +371,22 @@ cur = PAGE.layers[0]; if (PAGE.at) sel = [PAGE.at[0], PAGE.at[1], PAGE.at[2] || 
 """
 
 
+def dense_group_kernel(kernel: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped kernel ``(kh, kw, C/groups, F)`` as the equivalent full kernel ``(kh, kw, C, F)``,
+    zero where a filter does not see a channel, so the page's arithmetic stays one sum per filter.
+
+    >>> dense_group_kernel(np.ones((1, 1, 1, 2)), 2)[0, 0].tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    from cnnlab.ops.conv import group_slices
+
+    kh, kw, c_group, filters = kernel.shape
+    full = np.zeros((kh, kw, c_group * groups, filters), dtype=kernel.dtype)
+    for channels, outputs in group_slices(c_group, filters, groups):
+        full[:, :, channels, outputs] = kernel[..., outputs]
+    return full
+
+
 def window_layer_panel(layer: Any, x: np.ndarray, title: str | None = None) -> dict[str, Any]:
     """Page data for a Conv2D or pooling ``layer`` applied to one sample ``x: (H, W, C)``."""
     from cnnlab.layers import Conv2D, MaxPooling2D
@@ -380,6 +396,8 @@ def window_layer_panel(layer: Any, x: np.ndarray, title: str | None = None) -> d
     if isinstance(layer, Conv2D):
         kind, size, dilation = "conv", layer.kernel_size, layer.dilation_rate
         kernel, bias = layer.kernel, (layer.bias if layer.use_bias else None)
+        if layer.groups != 1:
+            kernel = dense_group_kernel(kernel, layer.groups)
     else:
         kind = "max" if isinstance(layer, MaxPooling2D) else "average"
         size, dilation, kernel, bias = layer.pool_size, (1, 1), None, None

@@ -98,7 +98,8 @@ class FastConv:
     @staticmethod
     def match(layers: list, index: int, dtype: np.dtype, last: int) -> tuple[FastConv, int] | None:
         layer = layers[index]
-        if isinstance(layer, Conv2D) and dtype in (np.float32, np.float64):
+        # grouped convolutions stay on the reference layer (its kernel is (kh, kw, C_in/groups, F))
+        if isinstance(layer, Conv2D) and layer.groups == 1 and dtype in (np.float32, np.float64):
             return FastConv(layer), 1
         return None
 

@@ -73,6 +73,7 @@ class ConvPool:
     def applies(conv: object, pool: object, x_dtype: np.dtype) -> bool:
         return (
             isinstance(conv, Conv2D)
+            and conv.groups == 1
             and isinstance(pool, MaxPooling2D)
             and conv.activation in ("relu", "linear")
             and np.dtype(x_dtype) in (np.float32, np.float64)

@@ -5,6 +5,7 @@ from cnnlab.layers.augmentation import RandomContrast, RandomFlip, RandomRotatio
 from cnnlab.layers.base import Layer
 from cnnlab.layers.conv import Conv2D
 from cnnlab.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, SpatialDropout2D
+from cnnlab.layers.depthwise import DepthwiseConv2D, SeparableConv2D
 from cnnlab.layers.normalization import BatchNormalization
 from cnnlab.layers.pooling import (
     AveragePooling2D,
@@ -20,11 +21,15 @@ from cnnlab.layers.preprocessing import Rescaling
 from cnnlab.layers.reshaping import Cropping2D, Permute, Reshape, UpSampling2D, ZeroPadding2D
 
 Convolution2D = Conv2D
+SeparableConvolution2D = SeparableConv2D
 
 __all__ = [
     "Layer",
     "Conv2D",
     "Convolution2D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "SeparableConvolution2D",
     "Dense",
     "Flatten",
     "Activation",

@@ -18,8 +18,9 @@ from cnnlab.ops.shapes import normalize_padding, normalize_tuple, window_output_
 class Conv2D(ActivationMixin, WeightRulesMixin, Layer):
     """2-D convolution, like ``keras.layers.Conv2D`` (channels_last).
 
-    ``x: (N, H, W, C_in) -> (N, H_out, W_out, filters)``; kernel ``(kh, kw, C_in, filters)``,
-    bias ``(filters,)``; ``activation`` applied after the bias.
+    ``x: (N, H, W, C_in) -> (N, H_out, W_out, filters)``; kernel ``(kh, kw, C_in/groups, filters)``,
+    bias ``(filters,)``; ``activation`` applied after the bias. ``groups=G`` splits the channels and
+    the filters into ``G`` groups, each convolved separately (both must be divisible by ``G``).
 
     >>> layer = Conv2D(1, (2, 2), name="demo")
     >>> layer.weights
@@ -43,6 +44,7 @@ class Conv2D(ActivationMixin, WeightRulesMixin, Layer):
         strides: int | tuple[int, int] = (1, 1),
         padding: str = "valid",
         dilation_rate: int | tuple[int, int] = (1, 1),
+        groups: int = 1,
         activation: Any = None,
         use_bias: bool = True,
         kernel_initializer: str = "glorot_uniform",
@@ -62,6 +64,15 @@ class Conv2D(ActivationMixin, WeightRulesMixin, Layer):
                 f"Conv2D: strides > 1 cannot be combined with dilation_rate > 1 (as in Keras); "
                 f"received strides={self.strides}, dilation_rate={self.dilation_rate}."
             )
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise InvalidArgumentError(f"Conv2D: expected groups to be a positive integer, received {groups!r}.")
+        self.groups = int(groups)
+        if self.filters % self.groups:
+            raise InvalidArgumentError(
+                f"Conv2D: filters={self.filters} is not divisible by groups={self.groups} (as in Keras, each group "
+                f"gets filters/groups filters). Use a number of filters that is a multiple of {self.groups}, "
+                f"e.g. filters={self._multiple(self.filters)}, or a groups value that divides {self.filters}."
+            )
         self.activation = act_ops.get(activation, "Conv2D")
         self.use_bias = bool(use_bias)
         self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer", "Conv2D")
@@ -78,7 +89,13 @@ class Conv2D(ActivationMixin, WeightRulesMixin, Layer):
     def build(self, input_shape: Shape) -> None:
         self.compute_output_shape(input_shape)  # raises if the output would be empty
         c_in = int(input_shape[-1])  # type: ignore[arg-type]
-        self.add_weight("kernel", (*self.kernel_size, c_in, self.filters), self.kernel_initializer)
+        if c_in % self.groups:
+            raise InvalidArgumentError(
+                f'Conv2D "{self.name}": the input has {c_in} channels, which is not divisible by '
+                f"groups={self.groups} (each group convolves C_in/groups channels). Use an input with a multiple "
+                f"of {self.groups} channels, e.g. {self._multiple(c_in)}, or a groups value that divides {c_in}."
+            )
+        self.add_weight("kernel", (*self.kernel_size, c_in // self.groups, self.filters), self.kernel_initializer)
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer)
         super().build(input_shape)
@@ -102,7 +119,7 @@ class Conv2D(ActivationMixin, WeightRulesMixin, Layer):
     def check_built_shape(self, x: np.ndarray) -> None:
         if x.ndim != 4:
             raise self._incompatible(f"expected ndim=4, found ndim={x.ndim}.", x.shape)
-        c_in = self.kernel.shape[2]
+        c_in = self.kernel.shape[2] * self.groups
         if x.shape[-1] != c_in:
             raise self._incompatible(
                 f"expected axis -1 of input shape to have value {c_in}, but received input "
@@ -118,7 +135,7 @@ class Conv2D(ActivationMixin, WeightRulesMixin, Layer):
         return int(ho * wo * (k + 2 * self.filters) * self.kernel.dtype.itemsize)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        args = (self.strides, self.padding, self.dilation_rate)
+        args = (self.strides, self.padding, self.dilation_rate, self.groups)
         if training:
             z, cols = conv2d_forward_cols(x, self.kernel, self.bias, *args)
             self._cache = (cols, x.shape)
@@ -139,11 +156,16 @@ class Conv2D(ActivationMixin, WeightRulesMixin, Layer):
             need_dx,
             dw_out=self.grads.get("kernel"),
             db_out=self.grads.get("bias"),
+            groups=self.groups,
         )
         self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db
         return dx
+
+    def _multiple(self, value: int) -> int:
+        """The nearest multiple of ``groups`` above ``value`` (for error messages)."""
+        return -(-value // self.groups) * self.groups
 
     def release(self) -> None:
         super().release()
@@ -163,6 +185,7 @@ class Conv2D(ActivationMixin, WeightRulesMixin, Layer):
             "strides": list(self.strides),
             "padding": self.padding,
             "dilation_rate": list(self.dilation_rate),
+            "groups": self.groups,
             "activation": self.activation,
             "use_bias": self.use_bias,
             "kernel_initializer": self.kernel_initializer,

@@ -1,5 +1,6 @@
 """``kernel_regularizer``, ``bias_regularizer``, ``kernel_constraint``, ``bias_constraint``
-for layers with a kernel and a bias (Dense, Conv2D), as in Keras.
+for layers with a kernel and a bias (Dense, Conv2D; ``depthwise_*``/``pointwise_*`` for the
+depthwise and separable convolutions), as in Keras.
 
 The layer only records them (``regularizers`` / ``constraints``: weight key -> callable); the
 training engine adds the penalties to the loss and their gradients to the weights' gradients,
@@ -15,35 +16,39 @@ from cnnlab import regularizers as regularizers_mod
 
 
 class WeightRulesMixin:
-    """Accepts the four Keras arguments and keeps them in ``regularizers`` / ``constraints``."""
+    """Accepts Keras's ``{prefix}_regularizer`` / ``{prefix}_constraint`` arguments and keeps them in
+    ``regularizers`` / ``constraints``, keyed by weight.
 
-    def __init__(
-        self,
-        *args: Any,
-        kernel_regularizer: Any = None,
-        bias_regularizer: Any = None,
-        kernel_constraint: Any = None,
-        bias_constraint: Any = None,
-        **kwargs: Any,
-    ) -> None:
+    ``rule_prefixes`` maps each argument prefix to the weight it governs: ``kernel``/``bias`` for
+    Dense and Conv2D, ``depthwise`` -> ``kernel`` for DepthwiseConv2D, ``depthwise``/``pointwise``
+    -> ``depthwise_kernel``/``pointwise_kernel`` for SeparableConv2D (Keras's argument names).
+    """
+
+    rule_prefixes: dict[str, str] = {"kernel": "kernel", "bias": "bias"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        values = {
+            (prefix, kind): kwargs.pop(f"{prefix}_{kind}", None)
+            for prefix in self.rule_prefixes
+            for kind in ("regularizer", "constraint")
+        }
         super().__init__(*args, **kwargs)
         owner = type(self).__name__
         self.regularizers: dict[str, Any] = {}
         self.constraints: dict[str, Any] = {}
-        for key, value in (("kernel", kernel_regularizer), ("bias", bias_regularizer)):
-            rule = regularizers_mod.get(value, f"{key}_regularizer", owner)
+        for (prefix, kind), value in values.items():
+            module = regularizers_mod if kind == "regularizer" else constraints_mod
+            rule = module.get(value, f"{prefix}_{kind}", owner)
             if rule is not None:
-                self.regularizers[key] = rule
-        for key, value in (("kernel", kernel_constraint), ("bias", bias_constraint)):
-            rule = constraints_mod.get(value, f"{key}_constraint", owner)
-            if rule is not None:
-                self.constraints[key] = rule
+                (self.regularizers if kind == "regularizer" else self.constraints)[self.rule_prefixes[prefix]] = rule
 
     def get_config(self) -> dict[str, Any]:
         """The layer's config with the rules that are set (as Keras's serialized form)."""
         cfg = super().get_config()  # type: ignore[misc]
-        for key, reg in self.regularizers.items():
-            cfg[f"{key}_regularizer"] = regularizers_mod.serialize(reg)
-        for key, con in self.constraints.items():
-            cfg[f"{key}_constraint"] = constraints_mod.serialize(con)
+        for prefix, key in self.rule_prefixes.items():
+            if key in self.regularizers:
+                cfg[f"{prefix}_regularizer"] = regularizers_mod.serialize(self.regularizers[key])
+        for prefix, key in self.rule_prefixes.items():
+            if key in self.constraints:
+                cfg[f"{prefix}_constraint"] = constraints_mod.serialize(self.constraints[key])
         return cfg
