@@ -147,7 +147,8 @@ _CONVERTERS: dict[type, Converter] = {}
 
 
 def converter(*classes: type) -> Callable[[Converter], Converter]:
-    """Register a converter for ``classes`` (subclasses fall back to their nearest base)."""
+    """Register a converter for exactly ``classes``: a subclass (say a user's Dense with its own
+    forward) may compute something else, so it is refused rather than exported as its base."""
 
     def register(function: Converter) -> Converter:
         for cls in classes:
@@ -158,10 +159,7 @@ def converter(*classes: type) -> Callable[[Converter], Converter]:
 
 
 def _converter_for(layer: Layer) -> Converter | None:
-    for cls in type(layer).__mro__:
-        if cls in _CONVERTERS:
-            return _CONVERTERS[cls]
-    return None
+    return _CONVERTERS.get(type(layer))
 
 
 def supported_layers() -> list[str]:
@@ -216,9 +214,9 @@ def _activation(b: Builder, name: str, t: Tensor, base: str, axis: int = -1) -> 
 
 
 # ---------------------------------------------------------------- layer converters
-@converter(L.InputLayer, L.Dropout)
+@converter(L.InputLayer, L.Dropout, L.SpatialDropout2D)
 def _identity(b: Builder, layer: Layer, inputs: list[Tensor]) -> Tensor:
-    """Input declarations and dropout (the identity at inference; SpatialDropout2D is a Dropout)."""
+    """Input declarations and dropout (the identity at inference)."""
     return inputs[0]
 
 
