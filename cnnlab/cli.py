@@ -118,6 +118,14 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="Fashion-MNIST is light-on-dark; 'auto' inverts images with a light border",
     )
+    convert = _command(
+        sub,
+        "convert",
+        "convert a saved model to another format, chosen by the suffix of OUT (" + ", ".join(_WRITERS) + ")",
+        "cnnlab convert net2.cnnlab net2.onnx",
+    )
+    convert.add_argument("source", metavar="IN", help="a model file (" + ", ".join(_READERS) + ")")
+    convert.add_argument("target", metavar="OUT", help="the file to write; its suffix chooses the format")
     _explain_parsers(sub)
     return parser
 
@@ -441,6 +449,38 @@ def _explain_model(args: argparse.Namespace) -> None:
         print(f"page written to {views.write_html(Path(args.html), page)}")
 
 
+def _save_cnnlab(model: Any, path: str) -> Any:
+    from cnnlab.saving import save_model
+
+    return save_model(model, path, model.metadata)
+
+
+def _export_onnx(model: Any, path: str) -> Any:
+    return model.export(path, format="onnx")
+
+
+#: ``cnnlab convert``: how to read IN and write OUT, by file suffix (lower case)
+_READERS: dict[str, Callable[[str], Any]] = {".cnnlab": _load}
+_WRITERS: dict[str, Callable[[Any, str], Any]] = {".cnnlab": _save_cnnlab, ".onnx": _export_onnx}
+
+
+def _by_suffix(table: dict[str, Any], path: str, role: str) -> Any:
+    suffix = Path(path).suffix.lower()
+    if suffix not in table:
+        raise CommandError(
+            f"cannot tell the format of {role} {path!r} from its suffix {suffix or '(none)'!r}; "
+            f"expected one of {', '.join(table)}."
+        )
+    return table[suffix]
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    read = _by_suffix(_READERS, args.source, "IN")
+    write = _by_suffix(_WRITERS, args.target, "OUT")
+    path = write(read(args.source), args.target)
+    print(f"converted {args.source} to {path}")
+
+
 def _one_line(exc: BaseException) -> str:
     """``exc``'s message on one line (a data-set search lists its places on several)."""
     lines = [line.strip().removeprefix("- ") for line in (str(exc) or type(exc).__name__).splitlines() if line.strip()]
@@ -457,6 +497,7 @@ COMMANDS = {
     "trace": cmd_trace,
     "predict": cmd_predict,
     "explain": cmd_explain,
+    "convert": cmd_convert,
 }
 
 

@@ -20,6 +20,7 @@ DataFileError             ValueError                     a corrupt or foreign da
 DataNotFoundError         FileNotFoundError (OSError)    no place held the data set
 NotRegularFileError       OSError, ValueError            writing over a directory, FIFO, device
 CommandError              ValueError                     bad input to a ``cnnlab`` command
+MissingDependencyError    ImportError                    an optional package a feature needs
 ========================  =============================  =====================================
 """
 
@@ -32,6 +33,7 @@ __all__ = [
     "DataFileError",
     "DataNotFoundError",
     "InvalidArgumentError",
+    "MissingDependencyError",
     "ModelFileError",
     "NotReadyError",
     "NotRegularFileError",
@@ -81,3 +83,8 @@ class NotRegularFileError(CnnlabError, OSError, ValueError):
 
 class CommandError(InvalidArgumentError):
     """Bad input to a ``cnnlab`` command (an option, an image file), reported as one line."""
+
+
+class MissingDependencyError(CnnlabError, ImportError):
+    """An optional package a feature needs is not installed (e.g. ``onnx`` for ONNX export); the
+    message names the ``pip install`` command."""

@@ -42,6 +42,9 @@ class Sequential(Layer):
     #: when it is imported (saving imports models, never the reverse)
     _file_writer: Any = None
     _file_reader: Any = None
+    #: ``format -> exporter(model, filepath, verbose, **options)``, filled by :mod:`cnnlab.onnx_export`
+    #: when it is imported (it imports models, never the reverse)
+    _exporters: dict[str, Any] = {}
 
     def __init__(self, layers: list[Layer] | None = None, name: str | None = None, trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
@@ -490,6 +493,24 @@ class Sequential(Layer):
     def save(self, path: Any) -> Any:
         """Write architecture, weights and optimizer state to one file (see :mod:`cnnlab.saving`)."""
         return type(self)._file_writer(self, path, self.metadata)
+
+    def export(self, filepath: Any, format: str = "onnx", verbose: Any = None, **options: Any) -> Any:
+        """Write the model for another runtime, like Keras 3's ``model.export(filepath, format=...)``.
+
+        ``format="onnx"`` (the only format cnnlab writes, hence the default; Keras's default
+        ``"tf_saved_model"`` needs TensorFlow) writes an ONNX graph of the model's predictions
+        (see :mod:`cnnlab.onnx_export`; option ``opset_version``, 13 to 17). Returns the path.
+        """
+        exporter = type(self)._exporters.get(format) if isinstance(format, str) else None
+        if exporter is None:
+            known = ", ".join(repr(name) for name in sorted(type(self)._exporters)) or "'onnx'"
+            hint = (
+                " For TensorFlow, OpenVINO or LiteRT, save the model as a Keras file and export it from Keras."
+                if format in ("tf_saved_model", "openvino", "litert", "tflite")
+                else ""
+            )
+            raise InvalidArgumentError(f"export: unknown format {format!r}; cnnlab exports format={known}.{hint}")
+        return exporter(self, filepath, verbose=verbose, **options)
 
     # ------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
