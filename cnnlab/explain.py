@@ -47,7 +47,7 @@ def _cells(a: np.ndarray) -> list:
     return [_cells(v) for v in a] if np.ndim(a) else (fmt(a) if not np.isfinite(a) else float(a))
 
 
-@dataclass
+@dataclass(repr=False)
 class Explanation:
     """Common fields of every explanation."""
 
@@ -59,6 +59,8 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in self.__dict__.items():
+            if key.startswith("_"):
+                continue  # the inline view's arrays (see window_view) are not part of the data
             if isinstance(value, np.ndarray):
                 value = _cells(value)
             elif isinstance(value, (np.floating, np.integer)):
@@ -71,8 +73,19 @@ class Explanation:
         out["text"] = str(self)
         return out
 
+    def __repr__(self) -> str:
+        # the arithmetic, not a dump of arrays: what a notebook shows as text/plain
+        return str(self)
 
-@dataclass
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the arithmetic, the window's grids and, for Conv2D and pooling,
+        the interactive view of the whole layer (self-contained HTML, nothing fetched)."""
+        from cnnlab.explain_views import explanation_html  # the views sit above this module
+
+        return explanation_html(self)
+
+
+@dataclass(repr=False)
 class ConvExplanation(Explanation):
     """One Conv2D output ``y[n, i, j, f]``.
 
@@ -120,7 +133,7 @@ class ConvExplanation(Explanation):
         return f"{terms} + {fmt(self.bias)} = {fmt(self.pre_activation)}"
 
 
-@dataclass
+@dataclass(repr=False)
 class PoolExplanation(Explanation):
     """One pooling output: the window, which cell won (max) or the divisor (average)."""
 
@@ -152,7 +165,7 @@ class PoolExplanation(Explanation):
         )
 
 
-@dataclass
+@dataclass(repr=False)
 class DenseExplanation(Explanation):
     """One Dense output ``y[n, k]``: the largest contributions ``x_m * w_mk`` and the rest."""
 
@@ -179,6 +192,41 @@ class DenseExplanation(Explanation):
         else:
             lines.append(f"  output = {fmt(self.output)}")
         return "\n".join(lines)
+
+
+# ----------------------------------------------------------------- the inline view
+def window_view(layer: Layer, x: np.ndarray, out: np.ndarray) -> dict[str, Any]:
+    """What the interactive view of a Conv2D or pooling layer needs, for one sample:
+    ``x: (H, W, C)`` its input, ``out: (Ho, Wo, F)`` its output, the window geometry
+    (``size``, ``strides``, ``dilation``, ``pads`` = top, bottom, left, right) and, for Conv2D,
+    copies of ``kernel: (kh, kw, C, F)`` and ``bias: (F,)`` (later training does not change a
+    view already made)."""
+    from cnnlab.ops.shapes import padding_amounts
+
+    if isinstance(layer, Conv2D):
+        kind, size, dilation = "conv", layer.kernel_size, layer.dilation_rate
+        kernel, bias = layer.kernel.copy(), (layer.bias.copy() if layer.use_bias else None)
+    elif isinstance(layer, (MaxPooling2D, AveragePooling2D)):
+        kind = "max" if isinstance(layer, MaxPooling2D) else "average"
+        size, dilation, kernel, bias = layer.pool_size, (1, 1), None, None
+    else:
+        raise InvalidArgumentError(
+            f"window_view: expected a Conv2D or pooling layer, received {type(layer).__name__} {layer.name!r}."
+        )
+    (top, bottom), (left, right) = padding_amounts(x.shape[:2], size, layer.strides, layer.padding, dilation)
+    return {
+        "kind": kind,
+        "title": f"{layer.name} ({type(layer).__name__})",
+        "x": x,
+        "out": out,
+        "kernel": kernel,
+        "bias": bias,
+        "size": list(size),
+        "strides": list(layer.strides),
+        "dilation": list(dilation),
+        "pads": [top, bottom, left, right],
+        "activation": getattr(layer, "activation", None),
+    }
 
 
 # ----------------------------------------------------------------- entry points
@@ -239,10 +287,14 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
     at = _check_at(at, full.shape, f'{type(target).__name__} "{target.name}"')
     output = full[at]
     sample = data[at[0]].astype(np.float64)
-    if isinstance(target, Conv2D):
-        return _explain_conv(target, data.shape, sample, at, output)
-    if isinstance(target, (MaxPooling2D, AveragePooling2D)):
-        return _explain_pool(target, data.shape, data[at[0]], at, output)
+    if isinstance(target, (Conv2D, MaxPooling2D, AveragePooling2D)):
+        if isinstance(target, Conv2D):
+            expl: Explanation = _explain_conv(target, data.shape, sample, at, output)
+        else:
+            expl = _explain_pool(target, data.shape, data[at[0]], at, output)
+        # arrays only (cheap); turned into the interactive view when a notebook displays it
+        expl._view = window_view(target, data[at[0]], full[at[0]])
+        return expl
     if isinstance(target, Dense):
         return _explain_dense(target, data, at, output, full.shape[-1])
     raise InvalidArgumentError(
