@@ -85,3 +85,35 @@ def test_padding_cells_are_marked_and_win_nothing(browser, tmp_path, capsys):
     assert len(winner) == 1 and winner[0].inner_text() == "24"
     assert "max(24, -inf, -inf, -inf) = 24" in page.inner_text("#arith")
     assert errors == []
+
+
+def test_two_inline_views_on_one_page_do_not_clash(browser, tmp_path):
+    """Two explanation outputs as a notebook shows them (``_repr_html_``) in one document:
+    clicking and arrow keys in one view leave the other alone."""
+    import re
+
+    import numpy as np
+
+    import cnnlab as cl
+
+    x = np.array([[0, 0, 0, 1, 1, 1]] * 6, dtype="float32").reshape(1, 6, 6, 1)
+    conv = cl.layers.Conv2D(1, (2, 2))
+    conv(x)
+    conv.set_weights([np.array([[-1, 1], [-1, 1]], "float32").reshape(2, 2, 1, 1), np.zeros(1, "float32")])
+    outputs = [cl.explain(conv, x, at=(0, 0, 0, 0))._repr_html_(), cl.explain(conv, x, at=(0, 4, 4, 0))._repr_html_()]
+    roots = [re.search(r'id="(cnnlab-[0-9a-f]+)"', out).group(1) for out in outputs]
+    html = tmp_path / "two.html"
+    html.write_text("<!DOCTYPE html><meta charset='utf-8'><body>" + "<hr>".join(outputs), encoding="utf-8")
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(html.as_uri())
+    first, second = (f"#{root}-arith" for root in roots)
+    assert "output[0, 0, 0]" in page.inner_text(first) and "output[4, 4, 0]" in page.inner_text(second)
+    page.click(f'#{roots[1]}-output td[data-r="3"][data-q="2"]')
+    assert "0×-1 + 1×1 + 0×-1 + 1×1 + 0 = 2" in page.inner_text(second)
+    page.keyboard.press("ArrowRight")
+    assert "output[3, 3, 0]" in page.inner_text(second)
+    assert "output[0, 0, 0]" in page.inner_text(first)  # untouched
+    assert len(page.query_selector_all(f"#{roots[0]} td.sel")) == 1
+    assert errors == []
