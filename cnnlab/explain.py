@@ -229,6 +229,59 @@ def window_view(layer: Layer, x: np.ndarray, out: np.ndarray) -> dict[str, Any]:
     }
 
 
+def receptive_fields(model: Any) -> dict[str, tuple[tuple[int, int, int], tuple[int, int, int]] | None]:
+    """For each layer of a built model with spatial output, the input pixels an output cell depends on.
+
+    ``{layer name: ((a, b, e) for rows, (a, b, e) for columns)}``: output cell ``(i, j)`` of that
+    layer reads input rows ``a·i + b .. a·i + b + e - 1`` (and columns likewise; rows outside the
+    image are padding). Composed layer by layer: a window op of size ``k``, stride ``s``,
+    dilation ``d`` and top padding ``p`` maps ``(a, b, e)`` to ``(a·s, b - a·p, e + a·(k-1)·d)``;
+    zero padding and cropping shift ``b``; layers that keep the shape (activations, batch
+    normalization, dropout) change nothing. After any other layer (upsampling, reshape,
+    global pooling ...) the field is ``None``. A cell that is all padding (the border of
+    ``ZeroPadding2D``) still gets the box its position implies, though it reads no pixel.
+
+    >>> import cnnlab as cl
+    >>> net = cl.Sequential([cl.layers.Input((28, 28, 1)), cl.layers.Conv2D(2, 2), cl.layers.MaxPool2D(),
+    ...                      cl.layers.Conv2D(2, 2), cl.layers.MaxPool2D(), cl.layers.Flatten()], name="rf")
+    >>> [field[0] for field in receptive_fields(net).values()]  # the last cell (i, j) reads rows 4i .. 4i+6
+    [(1, 0, 2), (2, 0, 3), (2, 0, 5), (4, 0, 7)]
+    """
+    from cnnlab.layers import Cropping2D, Permute, Reshape, ZeroPadding2D
+    from cnnlab.ops.shapes import padding_amounts
+
+    fields: dict[str, Any] = {}
+    rows, cols = (1, 0, 1), (1, 0, 1)
+    known = True
+    shape = tuple(model.input_shape)
+    for layer in model.layers:
+        out_shape = tuple(layer.compute_output_shape(shape))
+        if len(shape) != 4 or len(out_shape) != 4:
+            break  # no spatial axes any more (Flatten, Dense, global pooling)
+        if isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D)):
+            size = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
+            dilation = layer.dilation_rate if isinstance(layer, Conv2D) else (1, 1)
+            (top, _), (left, _) = padding_amounts(shape[1:3], size, layer.strides, layer.padding, dilation)
+            rows = _window_field(rows, size[0], layer.strides[0], dilation[0], top)
+            cols = _window_field(cols, size[1], layer.strides[1], dilation[1], left)
+        elif isinstance(layer, ZeroPadding2D):
+            rows = (rows[0], rows[1] - rows[0] * layer.padding[0][0], rows[2])
+            cols = (cols[0], cols[1] - cols[0] * layer.padding[1][0], cols[2])
+        elif isinstance(layer, Cropping2D):
+            rows = (rows[0], rows[1] + rows[0] * layer.cropping[0][0], rows[2])
+            cols = (cols[0], cols[1] + cols[0] * layer.cropping[1][0], cols[2])
+        elif out_shape[1:3] != shape[1:3] or isinstance(layer, (Reshape, Permute)):
+            known = False
+        fields[layer.name] = (rows, cols) if known else None
+        shape = out_shape
+    return fields
+
+
+def _window_field(field: tuple[int, int, int], k: int, s: int, d: int, pad: int) -> tuple[int, int, int]:
+    a, b, e = field
+    return (a * s, b - a * pad, e + a * (k - 1) * d)
+
+
 # ----------------------------------------------------------------- entry points
 def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer, np.ndarray]:
     """The layer to explain and *its* input (running the earlier layers of a model)."""

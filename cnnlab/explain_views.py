@@ -323,6 +323,78 @@ def window_layer_panel(layer: Any, x: np.ndarray, title: str | None = None) -> d
     return view_page_data(view)
 
 
+def model_page(
+    model: Any,
+    image: np.ndarray,
+    title: str,
+    class_names: list[str] | None = None,
+    true_class: int | None = None,
+    overlays: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Page data for the whole-model view of one ``image: (H, W, C)``: a detailed panel per
+    Conv2D/pooling layer (click a cell: its arithmetic), and ``"model"``: the input image, every
+    layer as a stage (window layers with the feature maps of all their channels and the
+    receptive field of their cells, from :func:`cnnlab.explain.receptive_fields`), the flatten
+    order, and the last layer's outputs (class probabilities after softmax).
+
+    ``overlays``: ``[{"name": "Grad-CAM", "heatmap": (H, W) values in [0, 1]}, ...]`` drawn over the
+    input image on request (a checkbox each); attribution methods fill it."""
+    from cnnlab.explain import receptive_fields, trace
+    from cnnlab.layers import AveragePooling2D, Conv2D, Flatten, MaxPooling2D
+
+    steps = trace(model, image)
+    fields = receptive_fields(model)
+    panels: list[dict[str, Any]] = []
+    stages: list[dict[str, Any]] = []
+    layers = model.layers
+    for k, layer in enumerate(layers):
+        x_in, out = steps[k][1], steps[k + 1][1]
+        stage: dict[str, Any] = {
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "shape": list(out.shape),
+            "panel": None,
+        }
+        if isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D)):
+            panel = view_page_data(window_view(layer, x_in, out))
+            field = fields.get(layer.name)
+            panel["rf"] = None if field is None else [list(field[0]), list(field[1])]
+            if k + 1 < len(layers) and isinstance(layers[k + 1], Flatten):
+                panel["flatten"] = layers[k + 1].name
+            stage["panel"] = len(panels)
+            panels.append(panel)
+        if isinstance(layer, Flatten) and x_in.ndim == 3:
+            h, w, c = x_in.shape
+            stage["note"] = (
+                f"{layer.name} reads its ({h}, {w}, {c}) input row by row, channels innermost: "
+                f"output index = (i·{w} + j)·{c} + c, so outputs 0..{c - 1} are the {c} channels at (0, 0), "
+                f"outputs {c}..{2 * c - 1} those at (0, 1), ..."
+            )
+        stages.append(stage)
+    final = layers[-1] if layers else None
+    values = steps[-1][1]
+    outputs = None
+    if values.ndim == 1:
+        activation = getattr(final, "activation", None)
+        outputs = {
+            "name": final.name,
+            "activation": activation if isinstance(activation, str) else None,
+            "values": [float(v) for v in values],
+            "classes": list(class_names) if class_names is not None and len(class_names) == len(values) else None,
+            "true": None if true_class is None else int(true_class),
+        }
+    return {
+        "title": title,
+        "layers": panels,
+        "model": {
+            "input": _json_grid(steps[0][1]),
+            "stages": stages,
+            "outputs": outputs,
+            "overlays": [{"name": o["name"], "heatmap": _json_grid(np.asarray(o["heatmap"]))} for o in overlays or []],
+        },
+    }
+
+
 # ----------------------------------------------------------------- notebook display
 def explanation_html(expl: Explanation) -> str:
     """An explanation as a notebook shows it (``_repr_html_``): the arithmetic as text, the
@@ -431,11 +503,23 @@ _STYLE = r"""
 #__ROOT__ pre.cl-arith{background:#f6f6f6;padding:.8em;white-space:pre-wrap;max-width:70em;font-size:.9em}
 #__ROOT__ .note{color:#666;font-size:.85em}
 #__ROOT__ select,#__ROOT__ button{margin:.2em}
+#__ROOT__ .cl-model{display:flex;gap:1.5em;align-items:flex-start;flex-wrap:wrap}
+#__ROOT__ .cl-stage{margin:.3em 0 .6em}
+#__ROOT__ .cl-stage-title{font-size:.85em;color:#333;margin-bottom:.2em}
+#__ROOT__ .cl-maps{display:flex;flex-wrap:wrap;gap:3px;max-width:60em}
+#__ROOT__ .cl-maps canvas{border:1px solid #ccc;cursor:crosshair;image-rendering:pixelated}
+#__ROOT__ .cl-maps canvas.picked{border-color:#d62728;outline:2px solid #d62728}
+#__ROOT__ .cl-rf{position:absolute;border:2px solid #d62728;box-sizing:border-box;pointer-events:none;display:none}
+#__ROOT__ .cl-prob{display:flex;align-items:center;gap:.5em;font-size:.85em;margin:1px 0}
+#__ROOT__ .cl-prob .bar{height:.9em;background:#4c78a8}
+#__ROOT__ .cl-prob.pred{font-weight:bold}
+#__ROOT__ .cl-side{min-width:16em}
 """
 
 _FRAGMENT = r"""<div class="cnnlab-view" id="__ROOT__" tabindex="0">
 <style>__STYLE__</style>
 <div class="cl-title" id="__PREFIX__title"></div>
+<div class="cl-model" id="__PREFIX__model"></div>
 <div class="cl-controls" id="__PREFIX__controls"></div>
 <div class="cl-panels" id="__PREFIX__panels"></div>
 <p class="note">Click or hover an output cell to see its window and arithmetic; arrow keys move between cells.
@@ -504,7 +588,69 @@ function select(i, j){ const c = cur; const Ho = c.out.length, Wo = c.out[0].len
     if (e.rows.includes(r) && e.cols.includes(q)) td.classList.add("win");
     if (e.winner && e.winner[0] === r && e.winner[1] === q) td.classList.add("winner"); });
   const cell = $(`.cl-output td[data-r="${i}"][data-q="${j}"]`); if (cell) cell.classList.add("sel");
-  $(".cl-arith").textContent = e.text; }
+  let text = e.text;
+  if (c.flatten){ const Wo = c.out[0].length, F = c.out[0][0].length, k = (i * Wo + j) * F + f;
+    text += `\n  ${c.flatten}: this value is input ${k} of the next layer (index = (i·${Wo} + j)·${F} + c = (${i}·${Wo} + ${j})·${F} + ${f}, row-major)`; }
+  $(".cl-arith").textContent = text;
+  if (PAGE.model) receptiveField(i, j); }
+// ---- the whole-model overview (PAGE.model): input image, every channel of every window layer,
+// the flatten order, the output probabilities; overlays (Grad-CAM, saliency) when the data has them
+function mapCanvas(a, ch, scale){ const H = a.length, W = a[0].length, cv = document.createElement("canvas");
+  cv.width = W * scale; cv.height = H * scale; const g = cv.getContext("2d");
+  const vals = a.flat().map(c => num(c[ch])).filter(isFinite); const lo = Math.min(...vals), hi = Math.max(...vals);
+  for (let r = 0; r < H; r++) for (let q = 0; q < W; q++){ const v = num(a[r][q][ch]);
+    const t = isFinite(v) && hi > lo ? (v - lo) / (hi - lo) : 0; const gray = Math.round(255 * t);
+    g.fillStyle = `rgb(${gray},${gray},${gray})`; g.fillRect(q * scale, r * scale, scale, scale); }
+  cv.dataset.scale = scale; return cv; }
+const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
+let inputScale = 1;
+function receptiveField(i, j){ const box = $(".cl-rf"), note = $(".cl-rf-text"), M = PAGE.model; if (!box) return;
+  if (!cur.rf){ box.style.display = "none"; note.textContent = "receptive field: not known for this layer"; return; }
+  const H = M.input.length, W = M.input[0].length, [R, Q] = cur.rf;
+  const r0 = R[0] * i + R[1], r1 = r0 + R[2] - 1, c0 = Q[0] * j + Q[1], c1 = c0 + Q[2] - 1;
+  const a = Math.max(0, r0), b = Math.min(H - 1, r1), c = Math.max(0, c0), d = Math.min(W - 1, c1);
+  Object.assign(box.style, {display: "block", top: `${a * inputScale}px`, left: `${c * inputScale}px`,
+    height: `${(b - a + 1) * inputScale}px`, width: `${(d - c + 1) * inputScale}px`});
+  Object.assign(box.dataset, {rows: `${r0}..${r1}`, cols: `${c0}..${c1}`});
+  note.textContent = `receptive field of ${cur.title} output[${i}, ${j}]: input rows ${r0}..${r1}, columns ${c0}..${c1}` +
+    ` (${R[2]}×${Q[2]} pixels${r0 < 0 || c0 < 0 || r1 >= H || c1 >= W ? ", part of it padding" : ""})`; }
+function pick(k, ch, i, j){ cur = PAGE.layers[k]; sel = [i, j, ch, 0]; controls(); render();
+  $$(".cl-maps canvas.picked").forEach(cv => cv.classList.remove("picked"));
+  const cv = $(`.cl-maps canvas[data-layer="${k}"][data-channel="${ch}"]`); if (cv) cv.classList.add("picked"); }
+function overview(){ const M = PAGE.model; if (!M) return; const box = $(".cl-model");
+  const side = el("div", "cl-side"), main = el("div", "cl-stages"); box.appendChild(side); box.appendChild(main);
+  const H = M.input.length, W = M.input[0].length; inputScale = Math.max(2, Math.floor(224 / Math.max(H, W)));
+  side.appendChild(el("h3", "", `input (${H}×${W})`));
+  const wrap = el("div", "cl-input-image"); wrap.style.position = "relative"; wrap.style.display = "inline-block";
+  wrap.appendChild(mapCanvas(M.input, 0, inputScale));
+  const over = document.createElement("canvas"); over.width = W * inputScale; over.height = H * inputScale; over.className = "cl-overlay";
+  Object.assign(over.style, {position: "absolute", left: "0", top: "0", pointerEvents: "none"}); wrap.appendChild(over);
+  wrap.appendChild(el("div", "cl-rf")); side.appendChild(wrap); side.appendChild(el("div", "note cl-rf-text", "click any cell of a feature map"));
+  (M.overlays || []).forEach((ov, k) => { const lab = el("label", "note"), cb = document.createElement("input");
+    cb.type = "checkbox"; cb.className = "cl-overlay-toggle"; cb.dataset.overlay = k; lab.appendChild(cb); lab.append(" show " + ov.name);
+    cb.onchange = () => { $$(".cl-overlay-toggle").forEach(o => { if (o !== cb) o.checked = false; });
+      const g = over.getContext("2d"); g.clearRect(0, 0, over.width, over.height); if (!cb.checked) return;
+      const hm = ov.heatmap; for (let r = 0; r < hm.length; r++) for (let q = 0; q < hm[0].length; q++){
+        g.fillStyle = `rgba(255,${Math.round(200 * (1 - hm[r][q]))},0,${0.6 * hm[r][q]})`;
+        g.fillRect(q * inputScale, r * inputScale, inputScale, inputScale); } };
+    side.appendChild(el("br")); side.appendChild(lab); });
+  if (M.outputs){ const O = M.outputs; side.appendChild(el("h3", "", `${O.name}: ${O.activation === "softmax" ? "class probabilities" : "outputs"}`));
+    const best = O.values.indexOf(Math.max(...O.values)), top = Math.max(...O.values.map(Math.abs)) || 1;
+    O.values.forEach((v, k) => { const row = el("div", "cl-prob" + (k === best ? " pred" : "")); row.dataset.k = k;
+      const name = O.classes ? O.classes[k] : `unit ${k}`;
+      row.appendChild(el("span", "", `${name}${k === O.true ? " (true)" : ""}`)); row.firstChild.style.minWidth = "8em";
+      const bar = el("span", "bar"); bar.style.width = `${Math.round(120 * Math.abs(v) / top)}px`; row.appendChild(bar);
+      row.appendChild(el("span", "value", fmt(v))); side.appendChild(row); }); }
+  M.stages.forEach(st => { const d = el("div", "cl-stage"); d.appendChild(el("div", "cl-stage-title", `${st.name} (${st.type}) → ${JSON.stringify(st.shape)}`));
+    if (st.panel !== null && st.panel !== undefined){ const L = PAGE.layers[st.panel], h = L.out.length, F = L.out[0][0].length;
+      const scale = Math.max(1, Math.floor(64 / h)), maps = el("div", "cl-maps");
+      for (let ch = 0; ch < F; ch++){ const cv = mapCanvas(L.out, ch, scale); cv.dataset.layer = st.panel; cv.dataset.channel = ch;
+        cv.title = `${L.title} channel ${ch}`;
+        cv.addEventListener("click", ev => pick(st.panel, ch, Math.floor(ev.offsetY / scale), Math.floor(ev.offsetX / scale)));
+        maps.appendChild(cv); }
+      d.appendChild(maps); }
+    if (st.note) d.appendChild(el("div", "note", st.note));
+    main.appendChild(d); }); }
 function render(){ const c = cur, panels = $(".cl-panels"); panels.innerHTML = "";
   const C = c.x[0][0].length, F = c.out[0][0].length, f = sel[2];
   const add = (title, node, id) => { const d = document.createElement("div"); d.id = P + id; d.className = "cl-" + id;
@@ -530,6 +676,7 @@ function controls(){ const box = $(".cl-controls"); box.innerHTML = "";
 (P ? root : document).addEventListener("keydown", ev => { const d = {ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1]}[ev.key];
   if (d){ ev.preventDefault(); select(sel[0] + d[0], sel[1] + d[1]); } });
 $(".cl-title").textContent = PAGE.title;
-cur = PAGE.layers[0]; if (PAGE.at) sel = [PAGE.at[0], PAGE.at[1], PAGE.at[2] || 0]; controls(); render();
+overview();
+if (PAGE.layers.length){ cur = PAGE.layers[0]; if (PAGE.at) sel = [PAGE.at[0], PAGE.at[1], PAGE.at[2] || 0]; controls(); render(); }
 })();
 </script></div>"""
