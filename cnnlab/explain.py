@@ -345,8 +345,9 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
             expl: Explanation = _explain_conv(target, data.shape, sample, at, output)
         else:
             expl = _explain_pool(target, data.shape, data[at[0]], at, output)
-        # arrays only (cheap); turned into the interactive view when a notebook displays it
-        expl._view = window_view(target, data[at[0]], full[at[0]])
+        # arrays only (cheap), turned into the interactive view when a notebook displays it; copies,
+        # so an explanation of one sample does not keep a whole batch's activations alive
+        expl._view = window_view(target, data[at[0]].copy(), full[at[0]].copy())
         return expl
     if isinstance(target, Dense):
         return _explain_dense(target, data, at, output, full.shape[-1])

@@ -117,3 +117,12 @@ def test_model_repr_and_html_summary():
     out = model._repr_html_()
     assert 'Model: "net"' in out and "Total params: 50,860" in out and out.count("<tr>") == 5
     assert "not built yet" in model.__class__([Dense(2)], name="later")._repr_html_()
+
+
+def test_an_explanation_keeps_only_its_own_sample():
+    x = np.zeros((50, 6, 6, 1), "float32")
+    x[:, :, 3:] = 1
+    expl = cl.explain(edge_conv(), x, at=(7, 1, 1, 0))
+    view = expl._view
+    assert view["x"].shape == (6, 6, 1) and view["out"].shape == (5, 5, 1)
+    assert view["x"].base is None and view["out"].base is None  # copies, not views of the batch
