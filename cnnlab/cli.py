@@ -441,11 +441,8 @@ def _explain_model(args: argparse.Namespace) -> None:
         )
         print(f"picture written to {path}")
     if args.html:
-        panels = [
-            views.window_layer_panel(layer, steps[i][1], f"{layer.name} ({type(layer).__name__})")
-            for i, layer in window_layers
-        ]
-        page = {"title": f"{model.name}: test image {args.index} ({names[y_test[args.index]]})", "layers": panels}
+        title = f"{model.name}: test image {args.index} ({names[y_test[args.index]]})"
+        page = views.model_page(model, image, title, names, int(y_test[args.index]))
         print(f"page written to {views.write_html(Path(args.html), page)}")
 
 

@@ -48,7 +48,7 @@ def _cells(a: np.ndarray) -> list:
     return [_cells(v) for v in a] if np.ndim(a) else (fmt(a) if not np.isfinite(a) else float(a))
 
 
-@dataclass
+@dataclass(repr=False)
 class Explanation:
     """Common fields of every explanation."""
 
@@ -60,6 +60,8 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in self.__dict__.items():
+            if key.startswith("_"):
+                continue  # the inline view's arrays (see window_view) are not part of the data
             if isinstance(value, np.ndarray):
                 value = _cells(value)
             elif isinstance(value, (np.floating, np.integer)):
@@ -72,8 +74,19 @@ class Explanation:
         out["text"] = str(self)
         return out
 
+    def __repr__(self) -> str:
+        # the arithmetic, not a dump of arrays: what a notebook shows as text/plain
+        return str(self)
 
-@dataclass
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the arithmetic, the window's grids and, for Conv2D and pooling,
+        the interactive view of the whole layer (self-contained HTML, nothing fetched)."""
+        from cnnlab.explain_views import explanation_html  # the views sit above this module
+
+        return explanation_html(self)
+
+
+@dataclass(repr=False)
 class ConvExplanation(Explanation):
     """One Conv2D output ``y[n, i, j, f]``.
 
@@ -121,7 +134,7 @@ class ConvExplanation(Explanation):
         return f"{terms} + {fmt(self.bias)} = {fmt(self.pre_activation)}"
 
 
-@dataclass
+@dataclass(repr=False)
 class PoolExplanation(Explanation):
     """One pooling output: the window, which cell won (max) or the divisor (average)."""
 
@@ -153,7 +166,7 @@ class PoolExplanation(Explanation):
         )
 
 
-@dataclass
+@dataclass(repr=False)
 class DenseExplanation(Explanation):
     """One Dense output ``y[n, k]``: the largest contributions ``x_m * w_mk`` and the rest."""
 
@@ -180,6 +193,112 @@ class DenseExplanation(Explanation):
         else:
             lines.append(f"  output = {fmt(self.output)}")
         return "\n".join(lines)
+
+
+# ----------------------------------------------------------------- the inline view
+def dense_group_kernel(kernel: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped kernel ``(kh, kw, C/groups, F)`` as the equivalent full kernel ``(kh, kw, C, F)``,
+    zero where a filter does not see a channel, so the page's arithmetic stays one sum per filter.
+
+    >>> dense_group_kernel(np.ones((1, 1, 1, 2)), 2)[0, 0].tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    from cnnlab.ops.conv import group_slices
+
+    kh, kw, c_group, filters = kernel.shape
+    full = np.zeros((kh, kw, c_group * groups, filters), dtype=kernel.dtype)
+    for channels, outputs in group_slices(c_group, filters, groups):
+        full[:, :, channels, outputs] = kernel[..., outputs]
+    return full
+
+
+def window_view(layer: Layer, x: np.ndarray, out: np.ndarray) -> dict[str, Any]:
+    """What the interactive view of a Conv2D or pooling layer needs, for one sample:
+    ``x: (H, W, C)`` its input, ``out: (Ho, Wo, F)`` its output, the window geometry
+    (``size``, ``strides``, ``dilation``, ``pads`` = top, bottom, left, right) and, for Conv2D,
+    copies of ``kernel: (kh, kw, C, F)`` and ``bias: (F,)`` (later training does not change a
+    view already made)."""
+    from cnnlab.ops.shapes import padding_amounts
+
+    if isinstance(layer, Conv2D):
+        kind, size, dilation = "conv", layer.kernel_size, layer.dilation_rate
+        kernel, bias = layer.kernel.copy(), (layer.bias.copy() if layer.use_bias else None)
+        if layer.groups != 1:
+            kernel = dense_group_kernel(kernel, layer.groups)
+    elif isinstance(layer, (MaxPooling2D, AveragePooling2D)):
+        kind = "max" if isinstance(layer, MaxPooling2D) else "average"
+        size, dilation, kernel, bias = layer.pool_size, (1, 1), None, None
+    else:
+        raise InvalidArgumentError(
+            f"window_view: expected a Conv2D or pooling layer, received {type(layer).__name__} {layer.name!r}."
+        )
+    (top, bottom), (left, right) = padding_amounts(x.shape[:2], size, layer.strides, layer.padding, dilation)
+    return {
+        "kind": kind,
+        "title": f"{layer.name} ({type(layer).__name__})",
+        "x": x,
+        "out": out,
+        "kernel": kernel,
+        "bias": bias,
+        "size": list(size),
+        "strides": list(layer.strides),
+        "dilation": list(dilation),
+        "pads": [top, bottom, left, right],
+        "activation": getattr(layer, "activation", None),
+    }
+
+
+def receptive_fields(model: Any) -> dict[str, tuple[tuple[int, int, int], tuple[int, int, int]] | None]:
+    """For each layer of a built model with spatial output, the input pixels an output cell depends on.
+
+    ``{layer name: ((a, b, e) for rows, (a, b, e) for columns)}``: output cell ``(i, j)`` of that
+    layer reads input rows ``a·i + b .. a·i + b + e - 1`` (and columns likewise; rows outside the
+    image are padding). Composed layer by layer: a window op of size ``k``, stride ``s``,
+    dilation ``d`` and top padding ``p`` maps ``(a, b, e)`` to ``(a·s, b - a·p, e + a·(k-1)·d)``;
+    zero padding and cropping shift ``b``; layers that keep the shape (activations, batch
+    normalization, dropout) change nothing. After any other layer (upsampling, reshape,
+    global pooling ...) the field is ``None``. A cell that is all padding (the border of
+    ``ZeroPadding2D``) still gets the box its position implies, though it reads no pixel.
+
+    >>> import cnnlab as cl
+    >>> net = cl.Sequential([cl.layers.Input((28, 28, 1)), cl.layers.Conv2D(2, 2), cl.layers.MaxPool2D(),
+    ...                      cl.layers.Conv2D(2, 2), cl.layers.MaxPool2D(), cl.layers.Flatten()], name="rf")
+    >>> [field[0] for field in receptive_fields(net).values()]  # the last cell (i, j) reads rows 4i .. 4i+6
+    [(1, 0, 2), (2, 0, 3), (2, 0, 5), (4, 0, 7)]
+    """
+    from cnnlab.layers import Cropping2D, Permute, Reshape, ZeroPadding2D
+    from cnnlab.ops.shapes import padding_amounts
+
+    fields: dict[str, Any] = {}
+    rows, cols = (1, 0, 1), (1, 0, 1)
+    known = True
+    shape = tuple(model.input_shape)
+    for layer in model.layers:
+        out_shape = tuple(layer.compute_output_shape(shape))
+        if len(shape) != 4 or len(out_shape) != 4:
+            break  # no spatial axes any more (Flatten, Dense, global pooling)
+        if isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D)):
+            size = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
+            dilation = layer.dilation_rate if isinstance(layer, Conv2D) else (1, 1)
+            (top, _), (left, _) = padding_amounts(shape[1:3], size, layer.strides, layer.padding, dilation)
+            rows = _window_field(rows, size[0], layer.strides[0], dilation[0], top)
+            cols = _window_field(cols, size[1], layer.strides[1], dilation[1], left)
+        elif isinstance(layer, ZeroPadding2D):
+            rows = (rows[0], rows[1] - rows[0] * layer.padding[0][0], rows[2])
+            cols = (cols[0], cols[1] - cols[0] * layer.padding[1][0], cols[2])
+        elif isinstance(layer, Cropping2D):
+            rows = (rows[0], rows[1] + rows[0] * layer.cropping[0][0], rows[2])
+            cols = (cols[0], cols[1] + cols[0] * layer.cropping[1][0], cols[2])
+        elif out_shape[1:3] != shape[1:3] or isinstance(layer, (Reshape, Permute)):
+            known = False
+        fields[layer.name] = (rows, cols) if known else None
+        shape = out_shape
+    return fields
+
+
+def _window_field(field: tuple[int, int, int], k: int, s: int, d: int, pad: int) -> tuple[int, int, int]:
+    a, b, e = field
+    return (a * s, b - a * pad, e + a * (k - 1) * d)
 
 
 # ----------------------------------------------------------------- entry points
@@ -240,12 +359,17 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
     at = _check_at(at, full.shape, f'{type(target).__name__} "{target.name}"')
     output = full[at]
     sample = data[at[0]].astype(np.float64)
-    if isinstance(target, Conv2D):
-        return _explain_conv(target, data.shape, sample, at, output)
     if isinstance(target, DepthwiseConv2D):
         return _explain_depthwise(target, sample, at, output)
-    if isinstance(target, (MaxPooling2D, AveragePooling2D)):
-        return _explain_pool(target, data.shape, data[at[0]], at, output)
+    if isinstance(target, (Conv2D, MaxPooling2D, AveragePooling2D)):
+        if isinstance(target, Conv2D):
+            expl: Explanation = _explain_conv(target, data.shape, sample, at, output)
+        else:
+            expl = _explain_pool(target, data.shape, data[at[0]], at, output)
+        # arrays only (cheap), turned into the interactive view when a notebook displays it; copies,
+        # so an explanation of one sample does not keep a whole batch's activations alive
+        expl._view = window_view(target, data[at[0]].copy(), full[at[0]].copy())
+        return expl
     if isinstance(target, Dense):
         return _explain_dense(target, data, at, output, full.shape[-1])
     raise InvalidArgumentError(

@@ -1,12 +1,15 @@
-"""Showing explanations: text grids, the sliding-window picture (PNG), and a
-self-contained interactive HTML page; plus the parser for matrices typed on the
+"""Showing explanations: text grids, the sliding-window picture (PNG), a
+self-contained interactive HTML page and the same view as a fragment for notebook outputs
+(explanations' ``_repr_html_``); plus the parser for matrices typed on the
 command line (``"0 0 1; 0 1 1"``, ``arange:4x4``, ``ones:4x4``, ``.npy``, ``.png``).
 """
 
 from __future__ import annotations
 
+import html
 import json
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ import numpy as np
 
 from cnnlab._atomic import atomic_path
 from cnnlab.errors import InvalidArgumentError
-from cnnlab.explain import ConvExplanation, Explanation, PoolExplanation, fmt
+from cnnlab.explain import ConvExplanation, DenseExplanation, Explanation, PoolExplanation, fmt, window_view
 
 #: grids up to this size get their numbers printed in the cells
 NUMBERS_UP_TO = 12
@@ -223,20 +226,66 @@ def feature_maps_figure(
 
 
 # ----------------------------------------------------------------- HTML
+# One view, two wrappers: :func:`page_html` (a whole page, for ``--html``) and
+# :func:`page_fragment` (a ``<div>`` for a notebook output). Everything the script touches is
+# found inside its own root element, and every id carries the root's unique id, so several
+# outputs in one notebook do not clash; nothing is fetched from the network.
+def page_html(page: dict[str, Any]) -> str:
+    """A self-contained page (inline CSS, JS and data). Its parts keep plain ids
+    (``#input``, ``#output``, ``#arith``, ...) for links and tests."""
+    body = _fragment(page, root_id="cnnlab-page", prefix="")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>cnnlab explain</title>\n'
+        "<style>body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}</style></head><body>\n"
+        f"{body}\n</body></html>\n"
+    )
+
+
+def page_fragment(page: dict[str, Any], root_id: str | None = None) -> str:
+    """The same view as one ``<div>`` to embed (a notebook output): ids are prefixed with
+    ``root_id`` (a fresh ``cnnlab-<hex>`` by default), e.g. ``#cnnlab-1a2b-input``."""
+    root_id = root_id or f"cnnlab-{uuid.uuid4().hex[:12]}"
+    if not re.fullmatch(r"[A-Za-z][\w-]*", root_id):
+        raise InvalidArgumentError(
+            f"page_fragment: root_id must be an HTML id (a letter, then letters, digits, _ or -), received {root_id!r}."
+        )
+    return _fragment(page, root_id=root_id, prefix=f"{root_id}-")
+
+
 def write_html(path: Path, page: dict[str, Any]) -> Path:
-    """One self-contained page (inline CSS, JS and data; nothing fetched from the network)."""
-    html = _TEMPLATE.replace("__DATA__", json.dumps(page, separators=(",", ":"), allow_nan=False))
+    """Write :func:`page_html` to ``path`` (atomically)."""
+    html = page_html(page)
     with atomic_path(path, suffix=".html") as tmp:
         tmp.write_text(html, encoding="utf-8")
     return path
 
 
+def _fragment(page: dict[str, Any], root_id: str, prefix: str) -> str:
+    data = json.dumps(page, separators=(",", ":"), allow_nan=False)
+    data = data.replace("</", "<\\/")  # a title holding "</script>" must not end the script
+    return (
+        _FRAGMENT.replace("__ROOT__", root_id)
+        .replace("__PREFIX__", prefix)
+        .replace("__STYLE__", _STYLE.replace("#__ROOT__", f"#{root_id}"))
+        .replace("__DATA__", data)
+    )
+
+
 def _json_grid(a: np.ndarray) -> Any:
-    """Arrays for the page: -inf as the string '-inf' (JSON has no infinities)."""
-    if np.ndim(a) == 0:
-        v = float(a)
-        return fmt(v) if np.isinf(v) else v
-    return [_json_grid(v) for v in a]
+    """Arrays for the page as nested lists: -inf, inf and nan as strings (JSON has none of them);
+    float32 values in their shortest exact form ("0.1", not "0.10000000149011612"), which keeps
+    notebook outputs small and reads back to the same float32."""
+    a = np.asarray(a)
+    if a.dtype == np.float32:
+        return _nested(a, lambda v: float(str(v)))
+    return _nested(a, float)
+
+
+def _nested(a: np.ndarray, convert: Any) -> Any:
+    if a.ndim == 0:
+        v = a[()]
+        return fmt(v) if not np.isfinite(v) else convert(v)
+    return [_nested(v, convert) for v in a]
 
 
 def layer_page_data(
@@ -260,30 +309,229 @@ def layer_page_data(
     }
 
 
-_TEMPLATE = r"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>cnnlab explain</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}
-h1{font-size:1.3em} .panels{display:flex;gap:2em;flex-wrap:wrap;align-items:flex-start}
-table.grid{border-collapse:collapse;margin:.3em 0} table.grid td{width:2.6em;height:2.1em;text-align:center;
-border:1px solid #bbb;font-size:.75em;cursor:default}
-table.small td{width:11px;height:11px;min-width:11px;padding:0;font-size:0;border-color:#ddd}
-td.pad{background:repeating-linear-gradient(45deg,#eee,#eee 4px,#ccc 4px,#ccc 8px);color:#777}
-td.win{outline:3px solid #d62728;outline-offset:-3px} td.winner{background:#ffd54f!important}
-table.out td{cursor:pointer} td.sel{outline:3px solid #d62728;outline-offset:-3px}
-pre#arith{background:#f6f6f6;padding:.8em;white-space:pre-wrap;max-width:70em;font-size:.9em}
-.note{color:#666;font-size:.85em} select,button{margin:.2em}
-</style></head><body>
-<h1 id="title"></h1>
-<div id="controls"></div>
-<div class="panels" id="panels"></div>
+def view_page_data(view: dict[str, Any]) -> dict[str, Any]:
+    """Panel data from :func:`cnnlab.explain.window_view`'s arrays."""
+    params = {key: view[key] for key in ("size", "strides", "dilation", "pads", "activation")}
+    return layer_page_data(view["kind"], view["x"], view["out"], params, view["title"], view["kernel"], view["bias"])
+
+
+def window_layer_panel(layer: Any, x: np.ndarray, title: str | None = None) -> dict[str, Any]:
+    """Page data for a Conv2D or pooling ``layer`` applied to one sample ``x: (H, W, C)``."""
+    view = window_view(layer, x, layer(x[None])[0])
+    if title is not None:
+        view["title"] = title
+    return view_page_data(view)
+
+
+def model_page(
+    model: Any,
+    image: np.ndarray,
+    title: str,
+    class_names: list[str] | None = None,
+    true_class: int | None = None,
+    overlays: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Page data for the whole-model view of one ``image: (H, W, C)``: a detailed panel per
+    Conv2D/pooling layer (click a cell: its arithmetic), and ``"model"``: the input image, every
+    layer as a stage (window layers with the feature maps of all their channels and the
+    receptive field of their cells, from :func:`cnnlab.explain.receptive_fields`), the flatten
+    order, and the last layer's outputs (class probabilities after softmax).
+
+    ``overlays``: ``[{"name": "Grad-CAM", "heatmap": (H, W) values in [0, 1]}, ...]`` drawn over the
+    input image on request (a checkbox each); attribution methods fill it."""
+    from cnnlab.explain import receptive_fields, trace
+    from cnnlab.layers import AveragePooling2D, Conv2D, Flatten, MaxPooling2D
+
+    steps = trace(model, image)
+    fields = receptive_fields(model)
+    panels: list[dict[str, Any]] = []
+    stages: list[dict[str, Any]] = []
+    layers = model.layers
+    for k, layer in enumerate(layers):
+        x_in, out = steps[k][1], steps[k + 1][1]
+        stage: dict[str, Any] = {
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "shape": list(out.shape),
+            "panel": None,
+        }
+        if isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D)):
+            panel = view_page_data(window_view(layer, x_in, out))
+            field = fields.get(layer.name)
+            panel["rf"] = None if field is None else [list(field[0]), list(field[1])]
+            if k + 1 < len(layers) and isinstance(layers[k + 1], Flatten):
+                panel["flatten"] = layers[k + 1].name
+            stage["panel"] = len(panels)
+            panels.append(panel)
+        if isinstance(layer, Flatten) and x_in.ndim == 3:
+            h, w, c = x_in.shape
+            stage["note"] = (
+                f"{layer.name} reads its ({h}, {w}, {c}) input row by row, channels innermost: "
+                f"output index = (i·{w} + j)·{c} + c, so outputs 0..{c - 1} are the {c} channels at (0, 0), "
+                f"outputs {c}..{2 * c - 1} those at (0, 1), ..."
+            )
+        stages.append(stage)
+    final = layers[-1] if layers else None
+    values = steps[-1][1]
+    outputs = None
+    if values.ndim == 1:
+        activation = getattr(final, "activation", None)
+        outputs = {
+            "name": final.name,
+            "activation": activation if isinstance(activation, str) else None,
+            "values": [float(v) for v in values],
+            "classes": list(class_names) if class_names is not None and len(class_names) == len(values) else None,
+            "true": None if true_class is None else int(true_class),
+        }
+    return {
+        "title": title,
+        "layers": panels,
+        "model": {
+            "input": _json_grid(steps[0][1]),
+            "stages": stages,
+            "outputs": outputs,
+            "overlays": [{"name": o["name"], "heatmap": _json_grid(np.asarray(o["heatmap"]))} for o in overlays or []],
+        },
+    }
+
+
+# ----------------------------------------------------------------- notebook display
+def explanation_html(expl: Explanation) -> str:
+    """An explanation as a notebook shows it (``_repr_html_``): the arithmetic as text, the
+    window's grids (for Conv2D: window, kernel and products per input channel; for pooling:
+    the window with the winner marked; for Dense: the largest contributions), and for Conv2D
+    and pooling the interactive view of the whole layer, opened at the explained cell."""
+    parts = [f'<div class="cnnlab-expl"><pre style="{_PRE}">{html.escape(str(expl))}</pre>']
+    if isinstance(expl, ConvExplanation):
+        parts.append(_conv_grids(expl))
+    elif isinstance(expl, PoolExplanation):
+        parts.append(_pool_grids(expl))
+    elif isinstance(expl, DenseExplanation):
+        parts.append(_dense_table(expl))
+    view = getattr(expl, "_view", None)
+    if view is not None:
+        page = {"title": f"{view['title']}: the whole layer", "layers": [view_page_data(view)], "at": list(expl.at[1:])}
+        parts.append(
+            '<details open><summary style="cursor:pointer">interactive view: click any output cell</summary>'
+            f"{page_fragment(page)}</details>"
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+_PRE = "background:#f6f6f6;padding:.6em;white-space:pre-wrap;font-size:.9em;margin:.3em 0"
+_CELL = "border:1px solid #bbb;padding:2px 6px;text-align:center;font-size:.8em;min-width:2.2em"
+_PAD = "background:repeating-linear-gradient(45deg,#eee,#eee 4px,#ccc 4px,#ccc 8px);color:#777"
+#: input channels whose grids are drawn; the text above always has every channel
+GRID_CHANNELS = 4
+
+
+def _html_grid(a: np.ndarray, title: str, pad: np.ndarray | None = None, mark: tuple[int, int] | None = None) -> str:
+    rows = []
+    for r, row in enumerate(a):
+        cells = []
+        for q, v in enumerate(row):
+            style = _CELL
+            if pad is not None and pad[r, q]:
+                style += ";" + _PAD
+            if mark == (r, q):
+                style += ";background:#ffd54f;font-weight:bold"
+            cells.append(f'<td style="{style}">{html.escape(fmt(v))}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        f'<div style="display:inline-block;vertical-align:top;margin:0 1.2em .4em 0">'
+        f'<div style="font-size:.8em;color:#555">{html.escape(title)}</div>'
+        f'<table style="border-collapse:collapse">{"".join(rows)}</table></div>'
+    )
+
+
+def _conv_grids(expl: ConvExplanation) -> str:
+    channels = expl.window.shape[2]
+    blocks = []
+    for c in range(min(channels, GRID_CHANNELS)):
+        suffix = f", channel {c}" if channels > 1 else ""
+        blocks.append(
+            "<div>"
+            + _html_grid(expl.window[..., c], f"window{suffix}", expl.padding)
+            + _html_grid(expl.kernel[..., c], f"kernel{suffix}")
+            + _html_grid(expl.products[..., c], f"window × kernel{suffix}", expl.padding)
+            + "</div>"
+        )
+    if channels > GRID_CHANNELS:
+        blocks.append(f'<div style="font-size:.8em;color:#555">... and {channels - GRID_CHANNELS} more channels</div>')
+    return "".join(blocks)
+
+
+def _pool_grids(expl: PoolExplanation) -> str:
+    title = "window (winner marked)" if expl.kind == "max" else "window"
+    return _html_grid(expl.window, title, expl.padding, expl.winner if expl.kind == "max" else None)
+
+
+def _dense_table(expl: DenseExplanation) -> str:
+    head = "".join(f'<th style="{_CELL}">{h}</th>' for h in ("input m", "x[m]", "w[m]", "x[m]×w[m]"))
+    rows = [
+        "<tr>"
+        + "".join(f'<td style="{_CELL}">{v}</td>' for v in (t["index"], *map(fmt, (t["x"], t["w"], t["product"]))))
+        + "</tr>"
+        for t in expl.top
+    ]
+    if expl.rest_count:
+        rows.append(
+            f'<tr><td colspan="3" style="{_CELL}">the other {expl.rest_count}</td><td style="{_CELL}">{fmt(expl.rest)}</td></tr>'
+        )
+    rows.append(f'<tr><td colspan="3" style="{_CELL}">bias</td><td style="{_CELL}">{fmt(expl.bias)}</td></tr>')
+    rows.append(
+        f'<tr><td colspan="3" style="{_CELL}"><b>sum</b></td><td style="{_CELL}"><b>{fmt(expl.pre_activation)}</b></td></tr>'
+    )
+    return f'<table style="border-collapse:collapse;margin:.3em 0"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+_STYLE = r"""
+#__ROOT__{font-family:system-ui,sans-serif;color:#222}
+#__ROOT__:focus{outline:none}
+#__ROOT__ .cl-title{font-size:1.2em;font-weight:bold;margin:.4em 0}
+#__ROOT__ .cl-panels{display:flex;gap:2em;flex-wrap:wrap;align-items:flex-start}
+#__ROOT__ h3{font-size:1em;margin:.5em 0 .2em}
+#__ROOT__ table.grid{border-collapse:collapse;margin:.3em 0}
+#__ROOT__ table.grid td{width:2.6em;height:2.1em;text-align:center;border:1px solid #bbb;font-size:.75em;cursor:default;padding:0}
+#__ROOT__ table.small td{width:11px;height:11px;min-width:11px;padding:0;font-size:0;border-color:#ddd}
+#__ROOT__ td.pad{background:repeating-linear-gradient(45deg,#eee,#eee 4px,#ccc 4px,#ccc 8px);color:#777}
+#__ROOT__ td.win{outline:3px solid #d62728;outline-offset:-3px}
+#__ROOT__ td.winner{background:#ffd54f!important}
+#__ROOT__ table.out td{cursor:pointer}
+#__ROOT__ td.sel{outline:3px solid #d62728;outline-offset:-3px}
+#__ROOT__ pre.cl-arith{background:#f6f6f6;padding:.8em;white-space:pre-wrap;max-width:70em;font-size:.9em}
+#__ROOT__ .note{color:#666;font-size:.85em}
+#__ROOT__ select,#__ROOT__ button{margin:.2em}
+#__ROOT__ .cl-model{display:flex;gap:1.5em;align-items:flex-start;flex-wrap:wrap}
+#__ROOT__ .cl-stage{margin:.3em 0 .6em}
+#__ROOT__ .cl-stage-title{font-size:.85em;color:#333;margin-bottom:.2em}
+#__ROOT__ .cl-maps{display:flex;flex-wrap:wrap;gap:3px;max-width:60em}
+#__ROOT__ .cl-maps canvas{border:1px solid #ccc;cursor:crosshair;image-rendering:pixelated}
+#__ROOT__ .cl-maps canvas.picked{border-color:#d62728;outline:2px solid #d62728}
+#__ROOT__ .cl-rf{position:absolute;border:2px solid #d62728;box-sizing:border-box;pointer-events:none;display:none}
+#__ROOT__ .cl-prob{display:flex;align-items:center;gap:.5em;font-size:.85em;margin:1px 0}
+#__ROOT__ .cl-prob .bar{height:.9em;background:#4c78a8}
+#__ROOT__ .cl-prob.pred{font-weight:bold}
+#__ROOT__ .cl-side{min-width:16em}
+"""
+
+_FRAGMENT = r"""<div class="cnnlab-view" id="__ROOT__" tabindex="0">
+<style>__STYLE__</style>
+<div class="cl-title" id="__PREFIX__title"></div>
+<div class="cl-model" id="__PREFIX__model"></div>
+<div class="cl-controls" id="__PREFIX__controls"></div>
+<div class="cl-panels" id="__PREFIX__panels"></div>
 <p class="note">Click or hover an output cell to see its window and arithmetic; arrow keys move between cells.
 Hatched cells are padding.</p>
-<pre id="arith"></pre>
+<pre class="cl-arith" id="__PREFIX__arith"></pre>
 <script>
+(function(){
+const root = document.getElementById("__ROOT__"), P = "__PREFIX__";
+const $ = s => root.querySelector(s), $$ = s => root.querySelectorAll(s);
 const PAGE = __DATA__;
-const num = v => (v === "-inf" ? -Infinity : v);
-function fmt(v){ v = num(v); if (!isFinite(v)) return v < 0 ? "-inf" : "inf";
+const num = v => (v === "-inf" ? -Infinity : v === "inf" ? Infinity : v === "nan" ? NaN : v);
+function fmt(v){ v = num(v); if (Number.isNaN(v)) return "nan"; if (!isFinite(v)) return v < 0 ? "-inf" : "inf";
   if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v); return v.toFixed(4); }
 let cur = null, sel = [0, 0, 0];
 function color(v, lo, hi){ v = num(v); if (!isFinite(v)) return "#fff";
@@ -333,19 +581,80 @@ function explainCell(i, j, f){ const c = cur, x = c.x, H = x.length, W = x[0].le
   lines.push(`  output = ${fmt(c.out[i][j][f])}`);
   return {rows, cols, winner, text: lines.join("\n")}; }
 function select(i, j){ const c = cur; const Ho = c.out.length, Wo = c.out[0].length;
-  i = Math.max(0, Math.min(Ho - 1, i)); j = Math.max(0, Math.min(Wo - 1, j)); sel = [i, j, sel[2]];
+  i = Math.max(0, Math.min(Ho - 1, i)); j = Math.max(0, Math.min(Wo - 1, j)); sel = [i, j, sel[2], sel[3]];
   const f = sel[2], e = explainCell(i, j, f);
-  document.querySelectorAll("td.win,td.sel,td.winner").forEach(td => td.classList.remove("win", "sel", "winner"));
-  const inCh = c.kind === "conv" ? null : f;
-  document.querySelectorAll("#input td").forEach(td => { const r = +td.dataset.r, q = +td.dataset.q;
+  $$("td.win,td.sel,td.winner").forEach(td => td.classList.remove("win", "sel", "winner"));
+  $$(".cl-input td").forEach(td => { const r = +td.dataset.r, q = +td.dataset.q;
     if (e.rows.includes(r) && e.cols.includes(q)) td.classList.add("win");
     if (e.winner && e.winner[0] === r && e.winner[1] === q) td.classList.add("winner"); });
-  const cell = document.querySelector(`#output td[data-r="${i}"][data-q="${j}"]`); if (cell) cell.classList.add("sel");
-  document.getElementById("arith").textContent = e.text; }
-function render(){ const c = cur, panels = document.getElementById("panels"); panels.innerHTML = "";
+  const cell = $(`.cl-output td[data-r="${i}"][data-q="${j}"]`); if (cell) cell.classList.add("sel");
+  let text = e.text;
+  if (c.flatten){ const Wo = c.out[0].length, F = c.out[0][0].length, k = (i * Wo + j) * F + f;
+    text += `\n  ${c.flatten}: this value is input ${k} of the next layer (index = (i·${Wo} + j)·${F} + c = (${i}·${Wo} + ${j})·${F} + ${f}, row-major)`; }
+  $(".cl-arith").textContent = text;
+  if (PAGE.model) receptiveField(i, j); }
+// ---- the whole-model overview (PAGE.model): input image, every channel of every window layer,
+// the flatten order, the output probabilities; overlays (Grad-CAM, saliency) when the data has them
+function mapCanvas(a, ch, scale){ const H = a.length, W = a[0].length, cv = document.createElement("canvas");
+  cv.width = W * scale; cv.height = H * scale; const g = cv.getContext("2d");
+  const vals = a.flat().map(c => num(c[ch])).filter(isFinite); const lo = Math.min(...vals), hi = Math.max(...vals);
+  for (let r = 0; r < H; r++) for (let q = 0; q < W; q++){ const v = num(a[r][q][ch]);
+    const t = isFinite(v) && hi > lo ? (v - lo) / (hi - lo) : 0; const gray = Math.round(255 * t);
+    g.fillStyle = `rgb(${gray},${gray},${gray})`; g.fillRect(q * scale, r * scale, scale, scale); }
+  cv.dataset.scale = scale; return cv; }
+const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
+let inputScale = 1;
+function receptiveField(i, j){ const box = $(".cl-rf"), note = $(".cl-rf-text"), M = PAGE.model; if (!box) return;
+  if (!cur.rf){ box.style.display = "none"; note.textContent = "receptive field: not known for this layer"; return; }
+  const H = M.input.length, W = M.input[0].length, [R, Q] = cur.rf;
+  const r0 = R[0] * i + R[1], r1 = r0 + R[2] - 1, c0 = Q[0] * j + Q[1], c1 = c0 + Q[2] - 1;
+  const a = Math.max(0, r0), b = Math.min(H - 1, r1), c = Math.max(0, c0), d = Math.min(W - 1, c1);
+  Object.assign(box.style, {display: "block", top: `${a * inputScale}px`, left: `${c * inputScale}px`,
+    height: `${(b - a + 1) * inputScale}px`, width: `${(d - c + 1) * inputScale}px`});
+  Object.assign(box.dataset, {rows: `${r0}..${r1}`, cols: `${c0}..${c1}`});
+  note.textContent = `receptive field of ${cur.title} output[${i}, ${j}]: input rows ${r0}..${r1}, columns ${c0}..${c1}` +
+    ` (${R[2]}×${Q[2]} pixels${r0 < 0 || c0 < 0 || r1 >= H || c1 >= W ? ", part of it padding" : ""})`; }
+function pick(k, ch, i, j){ cur = PAGE.layers[k]; sel = [i, j, ch, 0]; controls(); render();
+  $$(".cl-maps canvas.picked").forEach(cv => cv.classList.remove("picked"));
+  const cv = $(`.cl-maps canvas[data-layer="${k}"][data-channel="${ch}"]`); if (cv) cv.classList.add("picked"); }
+function overview(){ const M = PAGE.model; if (!M) return; const box = $(".cl-model");
+  const side = el("div", "cl-side"), main = el("div", "cl-stages"); box.appendChild(side); box.appendChild(main);
+  const H = M.input.length, W = M.input[0].length; inputScale = Math.max(2, Math.floor(224 / Math.max(H, W)));
+  side.appendChild(el("h3", "", `input (${H}×${W})`));
+  const wrap = el("div", "cl-input-image"); wrap.style.position = "relative"; wrap.style.display = "inline-block";
+  wrap.appendChild(mapCanvas(M.input, 0, inputScale));
+  const over = document.createElement("canvas"); over.width = W * inputScale; over.height = H * inputScale; over.className = "cl-overlay";
+  Object.assign(over.style, {position: "absolute", left: "0", top: "0", pointerEvents: "none"}); wrap.appendChild(over);
+  wrap.appendChild(el("div", "cl-rf")); side.appendChild(wrap); side.appendChild(el("div", "note cl-rf-text", "click any cell of a feature map"));
+  (M.overlays || []).forEach((ov, k) => { const lab = el("label", "note"), cb = document.createElement("input");
+    cb.type = "checkbox"; cb.className = "cl-overlay-toggle"; cb.dataset.overlay = k; lab.appendChild(cb); lab.append(" show " + ov.name);
+    cb.onchange = () => { $$(".cl-overlay-toggle").forEach(o => { if (o !== cb) o.checked = false; });
+      const g = over.getContext("2d"); g.clearRect(0, 0, over.width, over.height); if (!cb.checked) return;
+      const hm = ov.heatmap; for (let r = 0; r < hm.length; r++) for (let q = 0; q < hm[0].length; q++){
+        g.fillStyle = `rgba(255,${Math.round(200 * (1 - hm[r][q]))},0,${0.6 * hm[r][q]})`;
+        g.fillRect(q * inputScale, r * inputScale, inputScale, inputScale); } };
+    side.appendChild(el("br")); side.appendChild(lab); });
+  if (M.outputs){ const O = M.outputs; side.appendChild(el("h3", "", `${O.name}: ${O.activation === "softmax" ? "class probabilities" : "outputs"}`));
+    const best = O.values.indexOf(Math.max(...O.values)), top = Math.max(...O.values.map(Math.abs)) || 1;
+    O.values.forEach((v, k) => { const row = el("div", "cl-prob" + (k === best ? " pred" : "")); row.dataset.k = k;
+      const name = O.classes ? O.classes[k] : `unit ${k}`;
+      row.appendChild(el("span", "", `${name}${k === O.true ? " (true)" : ""}`)); row.firstChild.style.minWidth = "8em";
+      const bar = el("span", "bar"); bar.style.width = `${Math.round(120 * Math.abs(v) / top)}px`; row.appendChild(bar);
+      row.appendChild(el("span", "value", fmt(v))); side.appendChild(row); }); }
+  M.stages.forEach(st => { const d = el("div", "cl-stage"); d.appendChild(el("div", "cl-stage-title", `${st.name} (${st.type}) → ${JSON.stringify(st.shape)}`));
+    if (st.panel !== null && st.panel !== undefined){ const L = PAGE.layers[st.panel], h = L.out.length, F = L.out[0][0].length;
+      const scale = Math.max(1, Math.floor(64 / h)), maps = el("div", "cl-maps");
+      for (let ch = 0; ch < F; ch++){ const cv = mapCanvas(L.out, ch, scale); cv.dataset.layer = st.panel; cv.dataset.channel = ch;
+        cv.title = `${L.title} channel ${ch}`;
+        cv.addEventListener("click", ev => pick(st.panel, ch, Math.floor(ev.offsetY / scale), Math.floor(ev.offsetX / scale)));
+        maps.appendChild(cv); }
+      d.appendChild(maps); }
+    if (st.note) d.appendChild(el("div", "note", st.note));
+    main.appendChild(d); }); }
+function render(){ const c = cur, panels = $(".cl-panels"); panels.innerHTML = "";
   const C = c.x[0][0].length, F = c.out[0][0].length, f = sel[2];
-  const add = (title, node, id) => { const d = document.createElement("div"); d.id = id;
-    d.innerHTML = `<h3>${title}</h3>`; d.appendChild(node); panels.appendChild(d); };
+  const add = (title, node, id) => { const d = document.createElement("div"); d.id = P + id; d.className = "cl-" + id;
+    const h = document.createElement("h3"); h.textContent = title; d.appendChild(h); d.appendChild(node); panels.appendChild(d); };
   const inCh = c.kind === "conv" ? (sel[3] || 0) : f;
   add(`input${C > 1 ? " channel " + inCh : ""} (${c.x.length}×${c.x[0].length})`, grid(c.x, inCh, "in", c.pads), "input");
   if (c.kernel){ const k = c.kernel.map(row => row.map(cell => [cell[inCh][f]]));
@@ -354,59 +663,20 @@ function render(){ const c = cur, panels = document.getElementById("panels"); pa
   out.querySelectorAll("td").forEach(td => { const go = () => select(+td.dataset.r, +td.dataset.q);
     td.addEventListener("click", go); td.addEventListener("mouseenter", go); });
   select(sel[0], sel[1]); }
-function controls(){ const box = document.getElementById("controls"); box.innerHTML = "";
+function controls(){ const box = $(".cl-controls"); box.innerHTML = "";
   if (PAGE.layers.length > 1) PAGE.layers.forEach((L, k) => { const b = document.createElement("button");
-    b.textContent = L.title; b.id = "layer-" + k; b.onclick = () => { cur = L; sel = [0, 0, 0]; controls(); render(); }; box.appendChild(b); });
-  const F = cur.out[0][0].length; if (F > 1){ const s = document.createElement("select"); s.id = "channel";
+    b.textContent = L.title; b.id = P + "layer-" + k; b.onclick = () => { cur = L; sel = [0, 0, 0]; controls(); render(); }; box.appendChild(b); });
+  const F = cur.out[0][0].length; if (F > 1){ const s = document.createElement("select"); s.id = P + "channel"; s.className = "cl-channel";
     for (let k = 0; k < F; k++) s.add(new Option(`output channel ${k}`, k)); s.value = sel[2];
     s.onchange = () => { sel[2] = +s.value; render(); }; box.appendChild(s); }
-  const C = cur.x[0][0].length; if (cur.kind === "conv" && C > 1){ const s = document.createElement("select"); s.id = "in-channel";
+  const C = cur.x[0][0].length; if (cur.kind === "conv" && C > 1){ const s = document.createElement("select"); s.id = P + "in-channel"; s.className = "cl-in-channel";
     for (let k = 0; k < C; k++) s.add(new Option(`input channel ${k}`, k)); s.value = sel[3] || 0;
     s.onchange = () => { sel[3] = +s.value; render(); }; box.appendChild(s); } }
-document.addEventListener("keydown", ev => { const d = {ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1]}[ev.key];
+// a whole page listens to the document; an embedded view only while it has the focus (a click in it)
+(P ? root : document).addEventListener("keydown", ev => { const d = {ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1]}[ev.key];
   if (d){ ev.preventDefault(); select(sel[0] + d[0], sel[1] + d[1]); } });
-document.getElementById("title").textContent = PAGE.title;
-cur = PAGE.layers[0]; if (PAGE.at) sel = [PAGE.at[0], PAGE.at[1], PAGE.at[2] || 0]; controls(); render();
-</script></body></html>
-"""
-
-
-def dense_group_kernel(kernel: np.ndarray, groups: int) -> np.ndarray:
-    """A grouped kernel ``(kh, kw, C/groups, F)`` as the equivalent full kernel ``(kh, kw, C, F)``,
-    zero where a filter does not see a channel, so the page's arithmetic stays one sum per filter.
-
-    >>> dense_group_kernel(np.ones((1, 1, 1, 2)), 2)[0, 0].tolist()
-    [[1.0, 0.0], [0.0, 1.0]]
-    """
-    from cnnlab.ops.conv import group_slices
-
-    kh, kw, c_group, filters = kernel.shape
-    full = np.zeros((kh, kw, c_group * groups, filters), dtype=kernel.dtype)
-    for channels, outputs in group_slices(c_group, filters, groups):
-        full[:, :, channels, outputs] = kernel[..., outputs]
-    return full
-
-
-def window_layer_panel(layer: Any, x: np.ndarray, title: str | None = None) -> dict[str, Any]:
-    """Page data for a Conv2D or pooling ``layer`` applied to one sample ``x: (H, W, C)``."""
-    from cnnlab.layers import Conv2D, MaxPooling2D
-    from cnnlab.ops.shapes import padding_amounts
-
-    out = layer(x[None])[0]
-    if isinstance(layer, Conv2D):
-        kind, size, dilation = "conv", layer.kernel_size, layer.dilation_rate
-        kernel, bias = layer.kernel, (layer.bias if layer.use_bias else None)
-        if layer.groups != 1:
-            kernel = dense_group_kernel(kernel, layer.groups)
-    else:
-        kind = "max" if isinstance(layer, MaxPooling2D) else "average"
-        size, dilation, kernel, bias = layer.pool_size, (1, 1), None, None
-    (top, bottom), (left, right) = padding_amounts(x.shape[:2], size, layer.strides, layer.padding, dilation)
-    params = {
-        "size": list(size),
-        "strides": list(layer.strides),
-        "dilation": list(dilation),
-        "pads": [top, bottom, left, right],
-        "activation": getattr(layer, "activation", None),
-    }
-    return layer_page_data(kind, x, out, params, title or f"{layer.name} ({type(layer).__name__})", kernel, bias)
+$(".cl-title").textContent = PAGE.title;
+overview();
+if (PAGE.layers.length){ cur = PAGE.layers[0]; if (PAGE.at) sel = [PAGE.at[0], PAGE.at[1], PAGE.at[2] || 0]; controls(); render(); }
+})();
+</script></div>"""

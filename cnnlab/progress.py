@@ -1,9 +1,16 @@
 """Keras-style progress output for ``fit`` and ``evaluate``.
 
-``verbose=1``: a bar redrawn in place (at most ~10 times a second, so notebooks
-and terminals are not flooded), ending as
+``verbose=1``: a bar redrawn in place with ``"\r"``, ending as
 ``1875/1875 [==============================] - 5s 3ms/step - loss: 0.4936 - accuracy: 0.8230``.
-When the output is not a terminal the bar is drawn once, when the epoch ends.
+Where the bar is drawn depends on the stream (:func:`stream_kind`):
+
+- a terminal: redrawn at most 10 times a second;
+- a Jupyter cell (ipykernel's output stream: no tty, but the front end folds ``"\r"``):
+  redrawn at most once a second, so a long epoch leaves a few dozen overwritten lines in
+  the saved notebook rather than thousands;
+- anything else (a file, a pipe, a CI log): no bar while training, only the final line
+  of each epoch, because ``"\r"`` would pile every redraw into one enormous log line.
+
 ``verbose=2``: only that final line, without the bar. ``verbose=0``: nothing.
 """
 
@@ -11,10 +18,31 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 BAR_WIDTH = 30
-REDRAW_SECONDS = 0.1
+#: least time between two redraws of the bar, by :func:`stream_kind`
+REDRAW_SECONDS = {"tty": 0.1, "notebook": 1.0}
+
+
+def stream_kind(stream: TextIO) -> str:
+    """``"tty"``, ``"notebook"`` (an ipykernel ``OutStream``) or ``"log"`` (anything else).
+
+    >>> import io
+    >>> stream_kind(io.StringIO())
+    'log'
+    """
+    isatty = getattr(stream, "isatty", None)
+    try:
+        if callable(isatty) and isatty():
+            return "tty"
+    except (ValueError, OSError):  # a closed or detached stream
+        return "log"
+    # the stream's class, not "ipykernel in sys.modules": a kernel may also write to a log file
+    if type(stream).__module__.split(".")[0] == "ipykernel":
+        return "notebook"
+    return "log"
 
 
 def format_duration(seconds: float) -> str:
@@ -51,14 +79,22 @@ def format_metrics(values: dict[str, float]) -> str:
 class Progbar:
     """Progress for ``total`` steps; call :meth:`update` after each step."""
 
-    def __init__(self, total: int, verbose: int = 1, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        total: int,
+        verbose: int = 1,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.total = total
         self.verbose = verbose
         self.stream = stream or sys.stdout
-        self.start = time.perf_counter()
+        self.clock = clock  # injectable so tests can step time
+        self.start = clock()
         self._last_draw = 0.0
-        isatty = getattr(self.stream, "isatty", lambda: False)
-        self.dynamic = bool(isatty()) or "ipykernel" in sys.modules
+        self.kind = stream_kind(self.stream)
+        #: redrawn in place with "\r" (a terminal or a notebook cell), else only final lines
+        self.dynamic = self.kind != "log"
 
     def _bar(self, step: int) -> str:
         width = len(str(self.total))
@@ -73,7 +109,7 @@ class Progbar:
     def update(self, step: int, values: dict[str, float], finalize: bool = False) -> None:
         if self.verbose == 0:
             return
-        now = time.perf_counter()
+        now = self.clock()
         elapsed = now - self.start
         if finalize:
             per_step = elapsed / max(step, 1)
@@ -85,7 +121,7 @@ class Progbar:
             self.stream.write(f"{prefix}{line}\n")
             self.stream.flush()
             return
-        if self.verbose != 1 or not self.dynamic or now - self._last_draw < REDRAW_SECONDS:
+        if self.verbose != 1 or not self.dynamic or now - self._last_draw < REDRAW_SECONDS[self.kind]:
             return
         self._last_draw = now
         eta = elapsed / max(step, 1) * (self.total - step)

@@ -85,3 +85,99 @@ def test_padding_cells_are_marked_and_win_nothing(browser, tmp_path, capsys):
     assert len(winner) == 1 and winner[0].inner_text() == "24"
     assert "max(24, -inf, -inf, -inf) = 24" in page.inner_text("#arith")
     assert errors == []
+
+
+def test_two_inline_views_on_one_page_do_not_clash(browser, tmp_path):
+    """Two explanation outputs as a notebook shows them (``_repr_html_``) in one document:
+    clicking and arrow keys in one view leave the other alone."""
+    import re
+
+    import numpy as np
+
+    import cnnlab as cl
+
+    x = np.array([[0, 0, 0, 1, 1, 1]] * 6, dtype="float32").reshape(1, 6, 6, 1)
+    conv = cl.layers.Conv2D(1, (2, 2))
+    conv(x)
+    conv.set_weights([np.array([[-1, 1], [-1, 1]], "float32").reshape(2, 2, 1, 1), np.zeros(1, "float32")])
+    outputs = [cl.explain(conv, x, at=(0, 0, 0, 0))._repr_html_(), cl.explain(conv, x, at=(0, 4, 4, 0))._repr_html_()]
+    roots = [re.search(r'id="(cnnlab-[0-9a-f]+)"', out).group(1) for out in outputs]
+    html = tmp_path / "two.html"
+    html.write_text("<!DOCTYPE html><meta charset='utf-8'><body>" + "<hr>".join(outputs), encoding="utf-8")
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(html.as_uri())
+    first, second = (f"#{root}-arith" for root in roots)
+    assert "output[0, 0, 0]" in page.inner_text(first) and "output[4, 4, 0]" in page.inner_text(second)
+    page.click(f'#{roots[1]}-output td[data-r="3"][data-q="2"]')
+    assert "0×-1 + 1×1 + 0×-1 + 1×1 + 0 = 2" in page.inner_text(second)
+    page.keyboard.press("ArrowRight")
+    assert "output[3, 3, 0]" in page.inner_text(second)
+    assert "output[0, 0, 0]" in page.inner_text(first)  # untouched
+    assert len(page.query_selector_all(f"#{roots[0]} td.sel")) == 1
+    assert errors == []
+
+
+def test_model_page_all_channels_receptive_field_flatten_and_probabilities(browser, tmp_path):
+    import numpy as np
+
+    import cnnlab as cl
+    from cnnlab import explain_views as views
+    from cnnlab.layers import Conv2D, Dense, Flatten, MaxPool2D
+
+    cl.set_seed(7)
+    model = cl.Sequential(
+        [
+            cl.layers.Input((28, 28, 1)),
+            Conv2D(30, (2, 2), activation="relu"),
+            MaxPool2D(),
+            Conv2D(30, (2, 2), activation="relu"),
+            MaxPool2D(),
+            Flatten(),
+            Dense(10, activation="softmax"),
+        ]
+    )
+    image = np.random.default_rng(2).uniform(0, 1, (28, 28, 1))
+    names = [f"class {k}" for k in range(10)]
+    heat = np.zeros((28, 28))
+    heat[10:14, 3:9] = 1.0
+    path = views.write_html(
+        tmp_path / "model.html",
+        views.model_page(model, image, "m", names, true_class=4, overlays=[{"name": "demo", "heatmap": heat}]),
+    )
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(path.as_uri())
+    # every channel of every window layer, not the first eight
+    assert [len(page.query_selector_all(f'.cl-maps canvas[data-layer="{k}"]')) for k in range(4)] == [30] * 4
+    # a click on channel 5 of the last pooling map, at pixel (i, j) = (1, 2) (each cell is 10 px wide there)
+    page.click('.cl-maps canvas[data-layer="3"][data-channel="5"]', position={"x": 25, "y": 15})
+    text = page.inner_text("#arith")
+    assert "max_pooling2d_1 (MaxPooling2D) output[1, 2, 5]" in text
+    # its flatten index: (1·6 + 2)·30 + 5 = 245
+    assert "input 245 of the next layer" in text
+    # its receptive field: pool2 cell i reads input rows 4i .. 4i+6 (see receptive_fields' doctest)
+    rf = page.query_selector(".cl-input-image .cl-rf")
+    assert rf.get_attribute("data-rows") == "4..10" and rf.get_attribute("data-cols") == "8..14"
+    box = rf.bounding_box()
+    scale = 8  # 224 px / 28 pixels
+    image_box = page.query_selector(".cl-input-image canvas").bounding_box()
+    assert round((box["y"] - image_box["y"]) / scale) == 4 and round(box["height"] / scale) == 7
+    assert round((box["x"] - image_box["x"]) / scale) == 8 and round(box["width"] / scale) == 7
+    # the class probabilities are the model's own outputs
+    data = image[None]
+    for layer in model.layers:
+        data = layer(data)
+    shown = [float(v.inner_text()) for v in page.query_selector_all(".cl-prob .value")]
+    assert np.allclose(shown, data[0], atol=0.5e-4, rtol=0)  # printed with 4 decimals
+    assert "class 4 (true)" in page.inner_text(".cl-model")
+    best = page.query_selector(".cl-prob.pred")
+    assert best.get_attribute("data-k") == str(int(np.argmax(data[0])))
+    # the overlay hook: a checkbox per heatmap draws it over the input image
+    overlay = page.query_selector(".cl-overlay")
+    blank = overlay.screenshot()
+    page.check(".cl-overlay-toggle")
+    assert overlay.screenshot() != blank
+    assert errors == []

@@ -22,7 +22,7 @@ from cnnlab.engine import Engine, TrainingStopped
 from cnnlab.engine.checks import as_array, check_batch_size, check_finite, shape_hint, verbosity
 from cnnlab.errors import InvalidArgumentError, NotReadyError
 from cnnlab.layers.base import Layer, Shape, format_shape
-from cnnlab.models.summary import summary_lines
+from cnnlab.models.summary import summary_html, summary_lines, summary_repr
 from cnnlab.progress import Progbar
 
 
@@ -299,6 +299,13 @@ class Sequential(Layer):
             return
         for text in summary_lines(self):
             emit(text)
+
+    def __repr__(self) -> str:
+        return summary_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the summary table."""
+        return summary_html(self)
 
     # ------------------------------------------------------------ training set-up
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from cnnlab import config
@@ -12,13 +13,8 @@ def summary_lines(model: Any) -> list[str]:
     """The lines of Keras 3's ``model.summary()`` for a built model: one row per layer (a nested
     model is one row), then total, trainable and non-trainable parameter counts."""
     widths = (33, 24, 15)
-    rows = []
-    shape = model.input_shape
-    for layer in model.layers:
-        shape = layer.compute_output_shape(shape)
-        rows.append((f"{layer.name} ({type(layer).__name__})", format_shape(shape), f"{layer.count_params():,}"))
-    trainable = sum(layer.size for layer, on in model._leaf_weights() if on)
-    frozen = model.count_params() - trainable
+    rows = _rows(model)
+    trainable, frozen = _counts(model)
 
     def line(left: str, mid: str, right: str, fill: str) -> str:
         return left + mid.join(fill * w for w in widths) + right
@@ -51,6 +47,73 @@ def summary_lines(model: Any) -> list[str]:
     out.append(f" Trainable params: {trainable:,} ({_bytes(trainable * itemsize)})")
     out.append(f" Non-trainable params: {frozen:,} ({_bytes(frozen * itemsize)})")
     return out
+
+
+def _rows(model: Any) -> list[tuple[str, str, str]]:
+    """(``name (Type)``, output shape, parameter count) per layer of a built model."""
+    rows = []
+    shape = model.input_shape
+    for layer in model.layers:
+        shape = layer.compute_output_shape(shape)
+        rows.append((f"{layer.name} ({type(layer).__name__})", format_shape(shape), f"{layer.count_params():,}"))
+    return rows
+
+
+def _counts(model: Any) -> tuple[int, int]:
+    """(trainable, non-trainable) parameter counts."""
+    trainable = sum(weight.size for weight, on in model._leaf_weights() if on)
+    return trainable, model.count_params() - trainable
+
+
+def summary_html(model: Any) -> str:
+    """The summary table as HTML (a notebook's rich display of a model): the same rows and
+    counts as :func:`summary_lines`; an unbuilt model says so."""
+    name = html.escape(model.name)
+    if not model.built:
+        return (
+            f'<div><b>Sequential "{name}"</b>: not built yet ({len(model.layers)} layers), so its output shapes '
+            "and parameter counts are unknown.</div>"
+        )
+    cell = "padding:2px 10px;border-bottom:1px solid #ddd;text-align:"
+    head = "".join(
+        f'<th style="{cell}{align}">{title}</th>'
+        for title, align in (("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right"))
+    )
+    body = "".join(
+        f'<tr><td style="{cell}left">{html.escape(a)}</td><td style="{cell}left"><code>{html.escape(b)}</code></td>'
+        f'<td style="{cell}right">{c}</td></tr>'
+        for a, b, c in _rows(model)
+    )
+    trainable, frozen = _counts(model)
+    itemsize = config.float_dtype().itemsize
+    counts = (("Total params", trainable + frozen), ("Trainable params", trainable), ("Non-trainable params", frozen))
+    totals = "<br>".join(f"{label}: {n:,} ({_bytes(n * itemsize)})" for label, n in counts)
+    return (
+        f'<div class="cnnlab-summary"><div><b>Model: "{name}"</b></div>'
+        f'<table style="border-collapse:collapse;margin:.3em 0"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+        f'</table><div style="font-size:.9em">{totals}</div></div>'
+    )
+
+
+def summary_repr(model: Any) -> str:
+    """A model as readable text: one line per layer with its output shape and parameters.
+
+    >>> import cnnlab as cl
+    >>> print(summary_repr(cl.Sequential([cl.layers.Input((4,)), cl.layers.Dense(2, name="d")], name="m")))
+    Sequential "m": 1 layer, 10 parameters
+      d (Dense)  (None, 2)  10
+    """
+    count = len(model.layers)
+    layers = f"{count} layer{'s' if count != 1 else ''}"
+    if not model.built:
+        names = ", ".join(f"{layer.name} ({type(layer).__name__})" for layer in model.layers)
+        return f'Sequential "{model.name}": {layers}, not built yet' + (f": {names}" if names else "")
+    rows = _rows(model)
+    w0 = max(len(r[0]) for r in rows) if rows else 0
+    w1 = max(len(r[1]) for r in rows) if rows else 0
+    lines = [f'Sequential "{model.name}": {layers}, {model.count_params():,} parameters']
+    lines += [f"  {a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
 
 
 def _bytes(n: int) -> str:
