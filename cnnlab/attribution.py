@@ -194,9 +194,37 @@ class Attribution:
 
     def to_png(self, path: str | Path) -> Path:
         """Image, heatmap (with a colour bar) and overlay side by side, written atomically."""
-        from cnnlab.plots import plt, save_figure
+        from cnnlab.plots import save_figure
 
-        image = self.image if self.image.shape[-1] != 1 else self.image[..., 0]
+        return save_figure(self._figure(), Path(path))
+
+    def _repr_png_(self) -> bytes:
+        """The picture of :meth:`to_png`, for Jupyter."""
+        import io
+
+        from cnnlab.plots import plt
+
+        fig = self._figure()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        return buffer.getvalue()
+
+    def _repr_html_(self) -> str:
+        """For Jupyter: the picture (inline, no file) and the note saying which layer and score."""
+        import base64
+        import html
+
+        picture = base64.b64encode(self._repr_png_()).decode("ascii")
+        return (
+            f'<div class="cnnlab-attribution"><img alt="{html.escape(self.method)}" '
+            f'src="data:image/png;base64,{picture}"/><pre>{html.escape(self.note)}</pre></div>'
+        )
+
+    def _figure(self) -> Any:
+        from cnnlab.plots import plt
+
+        image = _displayable(self.image)
         signed = self.method in ("gradient_x_input", "integrated_gradients", "occlusion")
         cmap = "bwr" if signed else "jet"
         limit = float(np.max(np.abs(self.heatmap))) or 1.0
@@ -227,7 +255,17 @@ class Attribution:
             f"model: {ranked}",
             fontsize=10,
         )
-        return save_figure(fig, Path(path))
+        return fig
+
+
+def _displayable(image: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` as matplotlib shows it: one channel grey, three RGB scaled into [0, 1], any
+    other count their mean in grey (the picture only locates the heatmap)."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 3 and image.shape[-1] == 3:
+        low, high = float(image.min()), float(image.max())
+        return (image - low) / (high - low) if high > low else np.zeros_like(image)
+    return image.mean(axis=-1) if image.ndim == 3 else image
 
 
 def _plain(value: Any) -> Any:

@@ -142,6 +142,12 @@ class WeightGradient:
     def __str__(self) -> str:
         return self.text()
 
+    def _repr_html_(self) -> str:
+        """For Jupyter: the lines of :meth:`text`, as they print."""
+        import html
+
+        return f'<pre class="cnnlab-gradient">{html.escape(self.text())}</pre>'
+
     def __repr__(self) -> str:
         return (
             f"<WeightGradient {self.layer_name}.{self.weight}{list(self.at)}: gradient {self.gradient:.6g}, "

@@ -442,8 +442,28 @@ def _explain_model(args: argparse.Namespace) -> None:
         print(f"picture written to {path}")
     if args.html:
         title = f"{model.name}: test image {args.index} ({names[y_test[args.index]]})"
-        page = views.model_page(model, image, title, names, int(y_test[args.index]))
+        page = views.model_page(
+            model, image, title, names, int(y_test[args.index]), overlays=_attribution_overlays(model, image)
+        )
         print(f"page written to {views.write_html(Path(args.html), page)}")
+
+
+def _attribution_overlays(model: Any, image: np.ndarray) -> list[dict[str, Any]]:
+    """Grad-CAM and saliency of the predicted class, drawn over the input on the model page (a
+    model without a spatial layer has no Grad-CAM: the page then offers saliency only)."""
+    from cnnlab.attribution import explain_prediction
+    from cnnlab.errors import CnnlabError
+
+    overlays = []
+    for name, method in (("Grad-CAM", "grad_cam"), ("saliency", "saliency")):
+        try:
+            result = explain_prediction(model, image, method=method)
+        except CnnlabError:
+            continue
+        heat = np.asarray(result.heatmap, dtype=np.float64)
+        top = float(np.max(np.abs(heat))) or 1.0
+        overlays.append({"name": f"{name} ({result.class_name})", "heatmap": np.abs(heat) / top})
+    return overlays
 
 
 def _save_cnnlab(model: Any, path: str) -> Any:

@@ -319,3 +319,31 @@ def test_png_json_and_errors(tmp_path):
         cl.explain_prediction(model, x, method="occlusion", smoothgrad=True)
     with pytest.raises(InvalidArgumentError, match="one image"):
         cl.explain_prediction(model, np.zeros((2, 28, 28, 1)))
+
+
+def test_results_display_inline_in_jupyter():
+    """``_repr_html_`` embeds the picture (a real PNG, no file) and the note; ``_repr_png_`` is the picture."""
+    import base64
+    import re
+
+    model = build()
+    x = np.random.default_rng(1).normal(size=model.input_shape[1:]).astype(np.float32)
+    result = cl.explain_prediction(model, x, method="saliency")
+    png = result._repr_png_()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    html = result._repr_html_()
+    embedded = base64.b64decode(re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html).group(1))
+    assert embedded == png
+    assert "pre-softmax logit" in html or "score" in html.lower()
+    y = np.zeros((4, model.output_shape[-1]), np.float32)
+    y[:, 0] = 1
+    model.compile("adam", "categorical_crossentropy")
+    xs = np.random.default_rng(2).normal(size=(4, *model.input_shape[1:])).astype(np.float32)
+    name = next(layer.name for layer in model.layers if layer.weights)
+    with cl.config.using_kernels("reference"):
+        grad = cl.explain_gradient(model, xs, y, layer_name=name, weight="bias", at=(0,))
+    import html as html_lib
+
+    shown = grad._repr_html_()
+    assert shown.startswith('<pre class="cnnlab-gradient">')
+    assert html_lib.unescape(shown[len('<pre class="cnnlab-gradient">') : -len("</pre>")]) == str(grad)

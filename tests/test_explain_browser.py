@@ -181,3 +181,44 @@ def test_model_page_all_channels_receptive_field_flatten_and_probabilities(brows
     page.check(".cl-overlay-toggle")
     assert overlay.screenshot() != blank
     assert errors == []
+
+
+def test_model_page_overlays_grad_cam_and_saliency_from_the_cli(browser, tmp_path, tiny_data, capsys):
+    """``cnnlab explain model --html``: the Grad-CAM and saliency of the predicted class can be
+    drawn over the input image (the overlay painted exactly where the heatmap is non-zero)."""
+    import json
+    import re
+
+    import numpy as np
+
+    from cnnlab import cli
+    from tests.conftest import train_net2
+
+    model_file = train_net2(tiny_data, tmp_path / "net2.cnnlab")
+    page_file = tmp_path / "model.html"
+    assert cli.main(["explain", "model", str(model_file), "--index", "3", "--data", str(tiny_data),
+                     "--html", str(page_file)]) == 0  # fmt: skip
+    text = page_file.read_text(encoding="utf-8")
+    data = json.loads(re.search(r"const PAGE = (\{.*?\});\n", text, re.S).group(1))
+    names = [o["name"] for o in data["model"]["overlays"]]
+    assert names[0].startswith("Grad-CAM (") and names[1].startswith("saliency (")
+    heat = np.array(data["model"]["overlays"][0]["heatmap"], dtype=float)
+    assert heat.shape == (28, 28) and heat.max() == 1.0
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(page_file.as_uri())
+    toggles = page.query_selector_all(".cl-overlay-toggle")
+    assert len(toggles) == 2
+    painted = "() => { const c = document.querySelector('.cl-overlay'); const g = c.getContext('2d');"
+    painted += " const d = g.getImageData(0, 0, c.width, c.height).data; let n = 0;"
+    painted += " for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return [n, c.width / 28]; }"
+    assert page.evaluate(painted)[0] == 0
+    toggles[0].click()
+    count, scale = page.evaluate(painted)
+    # each heatmap cell is a scale x scale square of alpha 0.6*h: visible where that is >= 1/255
+    visible = np.count_nonzero(np.round(0.6 * heat * 255) >= 1)
+    assert visible > 0 and count == visible * scale * scale
+    toggles[0].click()
+    assert page.evaluate(painted)[0] == 0
+    assert errors == []
