@@ -27,7 +27,7 @@ from cnnlab import (
 )
 from cnnlab.explain import explain, trace
 from cnnlab.layers.base import clear_session
-from cnnlab.models import Model, Sequential
+from cnnlab.models import Input, Model, Sequential
 from cnnlab.random import set_random_seed
 
 set_seed = set_random_seed
@@ -49,6 +49,7 @@ __all__ = [
     "optimizers",
     "saving",
     "utils",
+    "Input",
     "Model",
     "Sequential",
     "clear_session",

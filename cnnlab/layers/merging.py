@@ -1,0 +1,228 @@
+"""Merge layers: several tensors in, one out (``keras.layers.Add``, ``Concatenate``, ...).
+
+Each is called on a list: ``Add()([a, b])``. On arrays it computes; on symbolic tensors it
+records a node of a functional model. ``forward(xs, training)`` takes the list and
+``backward(dy, need_dx)`` returns one gradient per input (the engine sums gradients of a tensor
+used by several nodes). Shapes must agree exactly (Keras 3 also broadcasts size-1 axes; cnnlab
+asks for equal shapes and says so), except along ``axis`` for ``Concatenate``.
+
+>>> import numpy as np
+>>> Add()([np.array([[1.0, 2.0]]), np.array([[10.0, 20.0]])])
+array([[11., 22.]], dtype=float32)
+>>> Concatenate()([np.zeros((1, 2)), np.ones((1, 1))])
+array([[0., 0., 1.]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnlab.errors import InvalidArgumentError, ShapeError
+from cnnlab.layers import symbolic
+from cnnlab.layers.base import Layer, Shape, format_shape
+
+
+class Merge(Layer):
+    """Base of the merge layers: ``[x_1, ..., x_k]`` each ``(N, ...)`` -> ``(N, ...)``."""
+
+    #: called on a list of tensors
+    takes_list = True
+    min_inputs = 2
+
+    def _check_shapes(self, shapes: list[Shape]) -> None:
+        if not isinstance(shapes, (list, tuple)) or len(shapes) < self.min_inputs:
+            count = len(shapes) if isinstance(shapes, (list, tuple)) else 1
+            raise InvalidArgumentError(
+                f'Layer "{self.name}" ({type(self).__name__}) should be called on a list of at least '
+                f"{self.min_inputs} inputs, received {count}. Example: {type(self).__name__}()([a, b])."
+            )
+        first = tuple(shapes[0])
+        for other in shapes[1:]:
+            if tuple(other)[1:] != first[1:]:
+                raise ShapeError(
+                    f'Layer "{self.name}" ({type(self).__name__}): inputs must have the same shape; received '
+                    f"shapes {format_shape(first)} and {format_shape(tuple(other))}. Make them equal first "
+                    "(e.g. a 1x1 Conv2D to match channels, or pooling to match height and width)."
+                )
+
+    def build(self, input_shape: Any) -> None:
+        self._check_shapes(input_shape)
+        self.build_input_shape = [tuple(s) for s in input_shape]
+        self.built = True
+
+    def compute_output_shape(self, input_shape: Any) -> Shape:
+        self._check_shapes(input_shape)
+        return tuple(input_shape[0])
+
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        if symbolic.involves_symbolic(x):
+            return symbolic.call_symbolic(self, x)
+        if not isinstance(x, (list, tuple)):
+            raise InvalidArgumentError(
+                f'Layer "{self.name}" ({type(self).__name__}) should be called on a list of inputs, '
+                f"received {type(x).__name__}. Example: {type(self).__name__}()([a, b])."
+            )
+        xs = [self.check_input(item) for item in x]
+        shapes = [(None, *item.shape[1:]) for item in xs]
+        self.compute_output_shape(shapes)
+        if not self.built:
+            self.build(shapes)
+        out = self.forward(xs, training=training)
+        if not training:
+            self.release()
+        return out
+
+    def check_built_shape(self, x: Any) -> None:
+        pass
+
+    def forward(self, xs: list[np.ndarray], training: bool = False) -> np.ndarray:
+        self.compute_output_shape([(None, *x.shape[1:]) for x in xs])
+        y, cache = self.merge(xs)
+        self._cache = cache if training else None
+        return y
+
+    def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> list[np.ndarray] | None:
+        return self.split(dy, self._cache) if need_dx else None
+
+
+class Add(Merge):
+    """``y = x_1 + ... + x_k`` (``keras.layers.Add``); ``dL/dx_i = dy``."""
+
+    def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
+        y = xs[0].copy()
+        for x in xs[1:]:
+            y += x
+        return y, len(xs)
+
+    def split(self, dy: np.ndarray, count: int) -> list[np.ndarray]:
+        # one array per input: the branches' backward passes may update their gradient in place
+        return [dy] + [dy.copy() for _ in range(count - 1)]
+
+
+class Subtract(Merge):
+    """``y = x_1 - x_2`` (``keras.layers.Subtract``: exactly two inputs); gradients ``dy, -dy``."""
+
+    def _check_shapes(self, shapes: list[Shape]) -> None:
+        super()._check_shapes(shapes)
+        if len(shapes) != 2:
+            raise InvalidArgumentError(
+                f'Layer "{self.name}" (Subtract) should be called on exactly 2 inputs, received {len(shapes)}.'
+            )
+
+    def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
+        return xs[0] - xs[1], None
+
+    def split(self, dy: np.ndarray, cache: Any) -> list[np.ndarray]:
+        return [dy, -dy]
+
+
+class Multiply(Merge):
+    """``y = x_1 * ... * x_k`` elementwise; ``dL/dx_i = dy * prod_{j != i} x_j``."""
+
+    def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
+        y = xs[0].copy()
+        for x in xs[1:]:
+            y *= x
+        return y, xs
+
+    def split(self, dy: np.ndarray, xs: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for i in range(len(xs)):
+            g = dy.copy()
+            for j, x in enumerate(xs):
+                if j != i:
+                    g *= x
+            out.append(g)
+        return out
+
+
+class Average(Merge):
+    """``y = (x_1 + ... + x_k) / k`` (Keras sums, then divides by k); ``dL/dx_i = dy / k``."""
+
+    def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
+        y = xs[0].copy()
+        for x in xs[1:]:
+            y += x
+        return y / y.dtype.type(len(xs)), len(xs)
+
+    def split(self, dy: np.ndarray, count: int) -> list[np.ndarray]:
+        g = dy / dy.dtype.type(count)
+        return [g] + [g.copy() for _ in range(count - 1)]
+
+
+class Maximum(Merge):
+    """``y = max(x_1, ..., x_k)`` elementwise.
+
+    Gradient: ``dy`` goes to the *first* input holding the maximum (ties: the lowest input
+    index wins, as ``np.argmax`` picks; the others get 0), like cnnlab's max pooling. TensorFlow
+    splits nothing either but its ``maximum`` gradient favours the first argument on ties, the
+    same rule for two inputs.
+    """
+
+    def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
+        y = xs[0].copy()
+        for x in xs[1:]:
+            np.maximum(y, x, out=y)
+        return y, xs
+
+    def split(self, dy: np.ndarray, xs: list[np.ndarray]) -> list[np.ndarray]:
+        winner = np.argmax(np.stack(xs), axis=0)
+        return [np.where(winner == i, dy, 0).astype(dy.dtype, copy=False) for i in range(len(xs))]
+
+
+class Concatenate(Merge):
+    """Join along ``axis`` (``keras.layers.Concatenate(axis=-1)``): ``[(N, H, W, C_1), (N, H, W, C_2)]
+    -> (N, H, W, C_1 + C_2)``; the gradient is ``dy`` split back at the same places."""
+
+    def __init__(self, axis: int = -1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise InvalidArgumentError(f"Concatenate: expected axis to be an integer, received {axis!r}.")
+        self.axis = int(axis)
+
+    def _check_shapes(self, shapes: list[Shape]) -> None:
+        if not isinstance(shapes, (list, tuple)) or len(shapes) < 2:
+            super()._check_shapes(shapes)
+        rank = len(shapes[0])
+        axis = self.axis % rank if -rank <= self.axis < rank else None
+        if axis is None or axis == 0:
+            raise InvalidArgumentError(
+                f'Layer "{self.name}" (Concatenate): axis={self.axis} is not a feature axis of inputs of rank {rank}; '
+                f"expected 1 <= axis < {rank} or -{rank - 1} <= axis <= -1."
+            )
+        first = tuple(shapes[0])
+        for other in shapes[1:]:
+            other = tuple(other)
+            differ = len(other) != rank or any(
+                a != b for k, (a, b) in enumerate(zip(first, other, strict=True)) if k not in (0, axis)
+            )
+            if differ:
+                raise ShapeError(
+                    f'Layer "{self.name}" (Concatenate): a Concatenate layer requires inputs with matching shapes '
+                    f"except for the concatenation axis {self.axis}; received shapes {format_shape(first)} and "
+                    f"{format_shape(other)}."
+                )
+
+    def compute_output_shape(self, input_shape: Any) -> Shape:
+        self._check_shapes(input_shape)
+        axis = self.axis % len(input_shape[0])
+        out = list(input_shape[0])
+        sizes = [s[axis] for s in input_shape]
+        out[axis] = None if any(s is None for s in sizes) else sum(sizes)
+        return tuple(out)
+
+    def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
+        axis = self.axis % xs[0].ndim
+        return np.concatenate(xs, axis=axis), (axis, np.cumsum([x.shape[axis] for x in xs])[:-1])
+
+    def split(self, dy: np.ndarray, cache: Any) -> list[np.ndarray]:
+        axis, cuts = cache
+        return np.split(dy, cuts, axis=axis)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axis": self.axis}
