@@ -40,6 +40,12 @@ from cnnlab.progress import Progbar
 from cnnlab.random import generator
 
 
+def _parts(x: Any) -> list[np.ndarray]:
+    """The input arrays of a graph plan: a functional model's ``ArrayGroup``, or the one array of a
+    Sequential model with a graph model inside."""
+    return list(x.parts) if hasattr(x, "parts") else [x]
+
+
 class TrainingStopped(RuntimeWarning):
     """Issued when ``fit`` stops early because the loss became NaN or infinite."""
 
@@ -173,7 +179,7 @@ class Engine:
         self, plan: graph_mod.GraphPlan, xb: Any, yb: Any, sample_weight: np.ndarray | None
     ) -> tuple[np.ndarray, Any]:
         fused = self._fused_outputs(plan)
-        slots = graph_mod.run_forward(plan, list(xb.parts), training=True)
+        slots = graph_mod.run_forward(plan, _parts(xb), training=True)
         values, grads = self._graph_loss(plan, slots, yb, fused)
         for grad in grads.values():
             if sample_weight is not None:
@@ -326,7 +332,7 @@ class Engine:
     def chunk_size(self, sample_shape: tuple[int, ...]) -> int:
         """Samples per chunk so one chunk's temporaries stay below ``CHUNK_BYTES``."""
         if self.is_graph():
-            total = self.model.work_bytes_per_sample(None)
+            total = self.model.work_bytes_per_sample((1, *sample_shape))
             return max(32, CHUNK_BYTES // max(total, 1))
         shape: tuple[int, ...] = (1, *sample_shape)
         total = 0
@@ -337,7 +343,7 @@ class Engine:
 
     def _forward(self, plan: Plan, x: np.ndarray, stop: int | None = None) -> np.ndarray:
         if isinstance(plan, graph_mod.GraphPlan):
-            return self._graph_outputs(plan, graph_mod.run_forward(plan, list(x.parts), training=False))
+            return self._graph_outputs(plan, graph_mod.run_forward(plan, _parts(x), training=False))
         steps = plan.steps if stop is None else plan.steps[:stop]
         for step in steps:
             x = step.unit.forward(x, training=False)
@@ -391,7 +397,7 @@ class Engine:
                 xb = x[start : start + chunk].astype(floatx, copy=False)
                 yb = y[start : start + chunk]
                 if graph:
-                    slots = graph_mod.run_forward(plan, list(xb.parts), training=False, keep=keep)
+                    slots = graph_mod.run_forward(plan, _parts(xb), training=False, keep=keep)
                     values, _ = self._graph_loss(plan, slots, yb, keep)
                     graph_mod.release(plan)
                     loss_sum += float(values.sum())

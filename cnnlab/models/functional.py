@@ -286,6 +286,26 @@ class Model(Sequential):
             )
         return super().fit(x, y, *args, **kwargs)
 
+    def run_nodes(self, x: Any) -> Any:
+        """Yield ``(node, its input (an array or a list for a merge), its output)`` for every layer
+        call on ``x`` in topological order, each layer called on arrays (its inference path): what
+        ``cl.explain`` and ``cl.trace`` read."""
+        group = x if isinstance(x, ArrayGroup) else self._prepare_input(x)
+        values = {id(t): part for t, part in zip(self._inputs, group.parts, strict=True)}
+        for node in self._nodes:
+            args = [values[id(t)] for t in node.inputs]
+            arg = args if node.list_call else args[0]
+            out = node.layer(arg)
+            values[id(node.outputs[0])] = out
+            yield node, arg, out
+
+    def layer_input(self, layer: Layer, x: Any) -> Any:
+        """The input ``layer`` receives (at its first call) when the model runs on ``x``."""
+        for node, arg, _ in self.run_nodes(x):
+            if node.layer is layer:
+                return arg
+        raise InvalidArgumentError(f'Model "{self.name}": layer "{layer.name}" is not called in this model.')
+
     # ------------------------------------------------------------ summary
     def summary(self, print_fn: Any = None, line_length: int | None = None) -> None:
         """Print the layer table in Keras 3's functional layout (with "Connected to")."""
