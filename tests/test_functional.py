@@ -475,3 +475,26 @@ def test_wrong_inputs_at_predict_and_fit():
         two.fit(np.zeros((2, 3)), np.zeros((2, 1)), verbose=0)
     with pytest.raises(InvalidArgumentError, match="functional model"):
         two.add(L.Dense(1))
+
+
+def test_command_line_on_a_functional_model(tiny_data, tmp_path, capsys):
+    from cnnlab import cli
+
+    cl.set_random_seed(14)
+    x = cl.Input((28, 28, 1), name="image")
+    c = L.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
+    y = L.MaxPool2D(name="pool")(L.Add(name="residual")([c, L.Conv2D(4, 1, name="proj")(x)]))
+    out = L.Dense(10, activation="softmax", name="probs")(L.GlobalAveragePooling2D(name="gap")(y))
+    model = cl.Model(x, out, name="resnet_tiny")
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])  # the CLI's one-hot labels
+    path = model.save(tmp_path / "res.cnnlab")
+    assert cli.main(["summary", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "Connected to" in text and "conv[0][0]," in text
+    assert cli.main(["evaluate", str(path), "--data", str(tiny_data)]) == 0
+    assert cli.main(["trace", str(path), "--data", str(tiny_data), "--samples", "3"]) == 0
+    assert "(3, 14, 14, 4)" in capsys.readouterr().out
+    html = tmp_path / "page.html"
+    assert cli.main(["explain", "model", str(path), "--data", str(tiny_data), "--html", str(html)]) == 0
+    page = html.read_text()
+    assert "conv (Conv2D)" in page and "pool (MaxPooling2D)" in page
