@@ -159,9 +159,9 @@ class Maximum(Merge):
     """``y = max(x_1, ..., x_k)`` elementwise.
 
     Gradient: ``dy`` goes to the *first* input holding the maximum (ties: the lowest input
-    index wins, as ``np.argmax`` picks; the others get 0), like cnnlab's max pooling. TensorFlow
-    splits nothing either but its ``maximum`` gradient favours the first argument on ties, the
-    same rule for two inputs.
+    index wins, as ``np.argmax`` picks; the others get 0), like cnnlab's max pooling. Keras
+    computes ``maximum(maximum(x_1, x_2), x_3) ...``; TensorFlow's ``maximum`` gradient sends a
+    tie to its first argument (``x >= y``), the same rule; PyTorch's splits a tie in halves.
     """
 
     def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
