@@ -253,7 +253,7 @@ def build_graph_plan(model: Any, dtype: np.dtype, optimizer: Any, store: Any, ke
     update = None
     if optimizer is not None:
         plain_update = not getattr(optimizer, "reference_update_only", False)
-        if fast and plain_update and not _has_rules(model):
+        if fast and plain_update:
             from cnnlab._accel import registry
 
             update = registry.optimizer_update(optimizer, np.dtype(dtype))
@@ -269,12 +269,6 @@ def build_graph_plan(model: Any, dtype: np.dtype, optimizer: Any, store: Any, ke
         graph=graph,
         needs_grad=needs,
     )
-
-
-def _has_rules(model: Any) -> bool:
-    from cnnlab.engine.plan import has_weight_rules
-
-    return has_weight_rules(model._leaves())
 
 
 # ---------------------------------------------------------------- running a graph plan

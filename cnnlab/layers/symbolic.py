@@ -101,8 +101,10 @@ def _as_symbolic(x: Any) -> Any:
 
 
 def involves_symbolic(x: Any) -> bool:
-    """Whether ``x`` (a tensor or a list of them) holds a symbolic tensor."""
-    return any(isinstance(_as_symbolic(item), KerasTensor) for item in _flatten(x))
+    """Whether ``x`` (a tensor or a list of them) holds a symbolic tensor. Only the list's own items
+    are looked at: a nested Python list of numbers (data) is not walked."""
+    items = x if isinstance(x, (list, tuple)) else [x]
+    return any(isinstance(_as_symbolic(item), KerasTensor) for item in items)
 
 
 def call_symbolic(layer: Any, x: Any) -> Any:
@@ -118,9 +120,10 @@ def call_symbolic(layer: Any, x: Any) -> Any:
             "feed arrays to the finished model instead (model(x) / model.predict(x))."
         )
     shapes = [item.shape for item in items]
-    if list_call and not getattr(layer, "takes_list", False) and len(items) == 1:
-        list_call = False
-    if getattr(layer, "takes_list", False):
+    takes_list = getattr(layer, "takes_list", False) or (
+        getattr(layer, "is_graph_model", False) and len(getattr(layer, "_inputs", [])) > 1
+    )
+    if takes_list:
         arg: Any = shapes
     else:
         if len(items) != 1:
@@ -135,7 +138,7 @@ def call_symbolic(layer: Any, x: Any) -> Any:
         layer.build(arg)
     out_shape = layer.compute_output_shape(arg)
     node = Node(layer, items)
-    node.list_call = getattr(layer, "takes_list", False)
+    node.list_call = takes_list
     out_shapes = out_shape if isinstance(out_shape, list) else [out_shape]
     node.outputs = [KerasTensor(s, items[0].dtype, node, k) for k, s in enumerate(out_shapes)]
     layer._inbound_nodes.append(node)

@@ -157,7 +157,11 @@ class Model(Sequential):
 
     def _node_inputs(self, node: Node) -> list[str]:
         """``name[node][tensor]`` of each input of ``node`` (Keras's "Connected to")."""
-        return [f"{t.node.layer.name}[{_node_index(t)}][{t.index}]" for t in node.inputs]
+        # a functional model counts Keras's built-in first node (as its config does)
+        return [
+            f"{t.node.layer.name}[{_node_index(t) + int(getattr(t.node.layer, 'is_graph_model', False))}][{t.index}]"
+            for t in node.inputs
+        ]
 
     # ------------------------------------------------------------ running
     def __call__(self, x: Any, training: bool = False) -> Any:
