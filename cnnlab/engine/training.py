@@ -15,7 +15,9 @@ With ``sample_weight`` (or ``class_weight``) the batch loss is Keras's ``sum(w_i
 sample's loss gradient is scaled by its weight.
 
 The engine knows no layer class: the model gives it its leaf layers (nested models expanded)
-with their effective trainability, and the plan decides which kernels run them.
+with their effective trainability, and the plan decides which kernels run them. A graph model's
+plan (:mod:`cnnlab.engine.graph`) runs its node steps over slots; its inputs arrive as an
+``ArrayGroup`` (one array per model input) and one loss is applied to every output (summed).
 """
 
 from __future__ import annotations
