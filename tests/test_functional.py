@@ -527,3 +527,39 @@ def test_nested_model_with_several_inputs_and_outputs_trains_saves_and_loads(tmp
     loaded = cl.models.load_model(model.save(tmp_path / "nested.cnnlab"))
     np.testing.assert_array_equal(loaded.predict(xs), model.predict(xs))
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+
+
+def test_output_that_also_feeds_another_layer_gets_both_gradients():
+    cl.config.set_floatx("float64")
+    cl.set_random_seed(16)
+    x = cl.Input((3,))
+    probs = L.Dense(3, activation="softmax", name="probs")(x)  # an output, and read by "more"
+    more = L.Dense(3, activation="softmax", name="more")(probs)
+    model = cl.Model(x, [probs, more])
+    model.compile("sgd", "categorical_crossentropy")
+    rng = np.random.default_rng(17)
+    data = rng.normal(size=(4, 3))
+    labels = np.eye(3)[[0, 1, 2, 0]]
+    ys = [labels, labels]
+    plan = model._engine.plan(np.dtype("float64"), training=True)
+    model._engine.gradients(plan, model._prepare_input(data), ArrayGroup(ys))
+    layer = model.get_layer("probs")
+    numeric = numeric_grad(lambda: model.evaluate(data, ys, verbose=0), layer.kernel)
+    np.testing.assert_allclose(layer.grads["kernel"], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_batch_normalization_and_dropout_in_a_graph_train():
+    cl.set_random_seed(18)
+    x = cl.Input((6, 6, 2))
+    h = L.BatchNormalization(name="bn")(L.Conv2D(2, 3, padding="same", name="c")(x))
+    h = L.Dropout(0.2)(L.Add()([h, x]))
+    model = cl.Model(x, L.Dense(2, activation="softmax")(L.GlobalAveragePooling2D()(h)))
+    model.compile(cl.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(19)
+    data, labels = rng.normal(size=(16, 6, 6, 2)).astype("float32"), np.arange(16) % 2
+    data[labels == 1] += 0.5
+    before = model.get_layer("bn")._weights["moving_mean"].copy()
+    history = model.fit(data, labels, epochs=6, batch_size=8, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert not np.array_equal(model.get_layer("bn")._weights["moving_mean"], before)  # statistics updated in training
+    np.testing.assert_array_equal(model.predict(data), model.predict(data))  # inference: no dropout

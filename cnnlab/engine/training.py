@@ -156,7 +156,14 @@ class Engine:
         if wanted is None:
             return set()
         producers = {step.output: step.unit for step in plan.steps}
-        return {s for s in plan.graph.outputs if getattr(producers.get(s), "activation", None) == wanted}
+        # an output another layer also reads gets that layer's gradient with respect to the
+        # activated values, so its loss cannot take the shortcut through the logits
+        consumed = {s for step in plan.steps for s in step.inputs}
+        return {
+            s
+            for s in plan.graph.outputs
+            if s not in consumed and getattr(producers.get(s), "activation", None) == wanted
+        }
 
     def _graph_loss(
         self, plan: graph_mod.GraphPlan, slots: list[Any], yb: Any, fused: set[int]
