@@ -213,7 +213,14 @@ class Model(Sequential):
         return outs if self._multi_output else outs[0]
 
     def check_input(self, x: Any) -> Any:
-        return x
+        """An array for the first (only) input, as a Sequential whose first layer this model is
+        passes it: cast to the float type (Keras casts to the input's dtype)."""
+        if isinstance(x, (list, tuple, dict, ArrayGroup)):
+            return x
+        arr = as_array(x, "x")
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise InvalidArgumentError(f"x: expected numbers, received dtype {arr.dtype}.")
+        return arr.astype(config.floatx(), copy=False)
 
     def _prepare_input(self, x: Any) -> ArrayGroup:
         """Inputs as an :class:`ArrayGroup` in the order of ``inputs``, cast to the float type
@@ -369,20 +376,22 @@ class Model(Sequential):
 
     @classmethod
     def from_config(
-        cls, cfg: dict[str, Any], layer_from_config: Callable[[dict[str, Any]], Layer] | None = None
+        cls, cfg: dict[str, Any], layer_from_config: Callable[[dict[str, Any]], Layer | None] | None = None
     ) -> Model:
         """Rebuild a model from :meth:`get_config` or from a Keras 3 functional config whose layers
         cnnlab can make. ``layer_from_config(entry)`` (optional) turns one ``layers`` entry into a
-        layer (e.g. a Keras-file reader translating Keras layer configs); by default entries hold
-        cnnlab configs. Nodes are replayed in Keras's way: rounds over the layers, each call made
-        once the tensors it needs exist; a config whose calls never all resolve has a loop or a
-        disconnected node."""
-        make = layer_from_config or _default_layer
+        layer (e.g. a Keras-file reader translating Keras layer configs), or returns None to leave
+        the entry to cnnlab: input layers (``batch_shape`` or ``shape``), nested ``Functional``
+        models (rebuilt with the same hook) and cnnlab configs (layers, ``Sequential``). Nodes are
+        replayed in Keras's way: rounds over the layers, each call made once the tensors it needs
+        exist; a config whose calls never all resolve has a loop or a disconnected node."""
         created: dict[str, Layer] = {}
         pending: dict[str, list[Any]] = {}
         order: list[str] = []
         for entry in cfg["layers"]:
-            layer = make(entry)
+            layer = layer_from_config(entry) if layer_from_config is not None else None
+            if layer is None:
+                layer = _default_layer(entry, layer_from_config)
             name = entry.get("name", layer.name)
             created[name] = layer
             order.append(name)
@@ -491,8 +500,9 @@ def _layer_config(layer: Layer) -> dict[str, Any]:
     return layer.get_config()
 
 
-def _default_layer(entry: dict[str, Any]) -> Layer:
-    """A cnnlab layer from one ``layers`` entry of a functional config."""
+def _default_layer(entry: dict[str, Any], hook: Callable[[dict[str, Any]], Layer | None] | None = None) -> Layer:
+    """A cnnlab layer from one ``layers`` entry of a functional config (``hook``: passed on to
+    nested functional models)."""
     from cnnlab import layers as layers_mod
 
     name = entry["class_name"]
@@ -502,7 +512,7 @@ def _default_layer(entry: dict[str, Any]) -> Layer:
         shape = shape[1:] if shape is not None else cfg.get("shape")
         return layers_mod.InputLayer(tuple(shape), name=cfg.get("name", entry.get("name")))
     if name in ("Functional", "Model"):
-        return Model.from_config(cfg)
+        return Model.from_config(cfg, layer_from_config=hook)
     if name == "Sequential":
         return Sequential.from_config(cfg)
     layer_cls = getattr(layers_mod, name, None)
