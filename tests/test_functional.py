@@ -86,23 +86,40 @@ def test_merge_layers_forward_by_hand():
     np.testing.assert_array_equal(L.Concatenate(axis=1)([a[:, :2], b]), [[1, -2, 4, 5, -6]])
 
 
+def test_elementwise_merges_broadcast_size_one_axes_as_keras():
+    x = cl.Input((4, 4, 3))
+    gate = cl.Input((1, 1, 3))
+    assert L.Multiply()([x, gate]).shape == (None, 4, 4, 3)  # squeeze-and-excitation
+    feats = np.arange(2 * 2 * 2 * 3, dtype="float32").reshape(2, 2, 2, 3)
+    scale = np.array([1.0, 10.0, 100.0], "float32").reshape(1, 1, 1, 3).repeat(2, axis=0)
+    np.testing.assert_array_equal(L.Multiply()([feats, scale]), feats * scale)
+    np.testing.assert_array_equal(L.Add()([scale, feats]), feats + scale)
+
+
 MERGES = [
-    (L.Add, 3, {}),
-    (L.Subtract, 2, {}),
-    (L.Multiply, 3, {}),
-    (L.Average, 3, {}),
-    (L.Maximum, 3, {}),
-    (L.Concatenate, 2, {"axis": -1}),
-    (L.Concatenate, 2, {"axis": 1}),
+    (L.Add, 3, {}, False),
+    (L.Subtract, 2, {}, False),
+    (L.Multiply, 3, {}, False),
+    (L.Average, 3, {}, False),
+    (L.Maximum, 3, {}, False),
+    (L.Concatenate, 2, {"axis": -1}, False),
+    (L.Concatenate, 2, {"axis": 1}, False),
+    (L.Add, 2, {}, True),
+    (L.Subtract, 2, {}, True),
+    (L.Multiply, 3, {}, True),
+    (L.Average, 2, {}, True),
+    (L.Maximum, 2, {}, True),
 ]
 
 
-@pytest.mark.parametrize("cls,count,kwargs", MERGES, ids=lambda v: getattr(v, "__name__", str(v)))
-def test_merge_gradients_finite_differences(cls, count, kwargs):
+@pytest.mark.parametrize("cls,count,kwargs,broadcast", MERGES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_merge_gradients_finite_differences(cls, count, kwargs, broadcast):
     cl.config.set_floatx("float64")
     rng = np.random.default_rng(3)
     # distinct values: Maximum is differentiable away from ties
     xs = [rng.permutation(2 * 3 * 4 * 2).reshape(2, 3, 4, 2) / 7.0 + k * 0.013 for k in range(count)]
+    if broadcast:  # the second input broadcast along height and width: its gradient sums them
+        xs[1] = xs[1][:, :1, :1, :] + 0.5
     layer = cls(**kwargs)
     r = rng.normal(size=layer(xs).shape)
     layer.forward(xs, training=True)
@@ -131,8 +148,11 @@ def test_merge_shape_errors_name_both_shapes():
     with pytest.raises(ShapeError, match=r"\(None, 4, 4, 2\) and \(None, 3, 4, 3\)"):
         L.Concatenate()([a, cl.Input((3, 4, 3))])
     assert L.Concatenate()([a, b]).shape == (None, 4, 4, 5)
-    with pytest.raises(InvalidArgumentError, match="at least 2 inputs"):
-        L.Add()([a])
+    with pytest.raises(InvalidArgumentError, match=r"at least 1 input\(s\), received 0"):
+        L.Add()([])
+    assert L.Add()([a]).shape == a.shape  # Keras 3 accepts one input
+    with pytest.raises(ShapeError, match=r"\(None, 4, 4, 2\) and \(None, 4, 2\)"):
+        L.Multiply()([a, cl.Input((4, 2))])  # ranks differ
     with pytest.raises(InvalidArgumentError, match="exactly 2"):
         L.Subtract()([a, a, a])
     with pytest.raises(ShapeError, match=r"\(None, 2\) and \(None, 3\)"):

@@ -3,8 +3,8 @@
 Each is called on a list: ``Add()([a, b])``. On arrays it computes; on symbolic tensors it
 records a node of a functional model. ``forward(xs, training)`` takes the list and
 ``backward(dy, need_dx)`` returns one gradient per input (the engine sums gradients of a tensor
-used by several nodes). Shapes must agree exactly (Keras 3 also broadcasts size-1 axes; cnnlab
-asks for equal shapes and says so), except along ``axis`` for ``Concatenate``.
+used by several nodes). Elementwise merges broadcast size-1 axes as Keras 3 does; ``Concatenate``
+needs equal sizes except along ``axis``.
 
 >>> import numpy as np
 >>> Add()([np.array([[1.0, 2.0]]), np.array([[10.0, 20.0]])])
@@ -25,36 +25,56 @@ from cnnlab.layers.base import Layer, Shape, format_shape
 
 
 class Merge(Layer):
-    """Base of the merge layers: ``[x_1, ..., x_k]`` each ``(N, ...)`` -> ``(N, ...)``."""
+    """Base of the elementwise merge layers: ``[x_1, ..., x_k]`` -> ``(N, ...)``.
+
+    Shapes follow Keras 3's rule for inputs of one rank: per axis the sizes must be equal or one
+    of them 1 (that input is broadcast, e.g. ``(N, H, W, C) * (N, 1, 1, C)`` in a
+    squeeze-and-excitation block); the gradient of a broadcast input is summed over the axes it
+    was repeated along. Inputs of different ranks are refused (Keras inserts axes after the batch
+    axis for them, rarely what was meant).
+    """
 
     #: called on a list of tensors
     takes_list = True
-    min_inputs = 2
+    #: Keras 3 accepts a list of one tensor (and returns it)
+    min_inputs = 1
 
-    def _check_shapes(self, shapes: list[Shape]) -> None:
+    def _check_count(self, shapes: Any) -> None:
         if not isinstance(shapes, (list, tuple)) or len(shapes) < self.min_inputs:
             count = len(shapes) if isinstance(shapes, (list, tuple)) else 1
             raise InvalidArgumentError(
                 f'Layer "{self.name}" ({type(self).__name__}) should be called on a list of at least '
-                f"{self.min_inputs} inputs, received {count}. Example: {type(self).__name__}()([a, b])."
+                f"{self.min_inputs} input(s), received {count}. Example: {type(self).__name__}()([a, b])."
             )
-        first = tuple(shapes[0])
-        for other in shapes[1:]:
-            if tuple(other)[1:] != first[1:]:
-                raise ShapeError(
-                    f'Layer "{self.name}" ({type(self).__name__}): inputs must have the same shape; received '
-                    f"shapes {format_shape(first)} and {format_shape(tuple(other))}. Make them equal first "
-                    "(e.g. a 1x1 Conv2D to match channels, or pooling to match height and width)."
-                )
 
-    def build(self, input_shape: Any) -> None:
-        self._check_shapes(input_shape)
-        self.build_input_shape = [tuple(s) for s in input_shape]
-        self.built = True
+    def _incompatible_shapes(self, first: Shape, other: Shape) -> ShapeError:
+        return ShapeError(
+            f'Layer "{self.name}" ({type(self).__name__}): inputs have incompatible shapes. Received shapes '
+            f"{format_shape(first)} and {format_shape(other)}: every axis must have equal sizes or size 1. "
+            "Make them match first (e.g. a 1x1 Conv2D to match channels, or pooling to match height and width)."
+        )
 
     def compute_output_shape(self, input_shape: Any) -> Shape:
-        self._check_shapes(input_shape)
-        return tuple(input_shape[0])
+        self._check_count(input_shape)
+        out = list(input_shape[0])
+        for other in input_shape[1:]:
+            other = tuple(other)
+            if len(other) != len(out):
+                raise self._incompatible_shapes(tuple(input_shape[0]), other)
+            for k in range(1, len(out)):
+                a, b = out[k], other[k]
+                if a is None or b is None:
+                    out[k] = None
+                elif a == 1:
+                    out[k] = b
+                elif b != 1 and a != b:
+                    raise self._incompatible_shapes(tuple(input_shape[0]), other)
+        return tuple(out)
+
+    def build(self, input_shape: Any) -> None:
+        self.compute_output_shape(input_shape)
+        self.build_input_shape = [tuple(s) for s in input_shape]
+        self.built = True
 
     def __call__(self, x: Any, training: bool = False) -> Any:
         if symbolic.involves_symbolic(x):
@@ -79,25 +99,46 @@ class Merge(Layer):
 
     def forward(self, xs: list[np.ndarray], training: bool = False) -> np.ndarray:
         self.compute_output_shape([(None, *x.shape[1:]) for x in xs])
+        if len({len(x) for x in xs}) > 1:
+            raise ShapeError(
+                f'Layer "{self.name}" ({type(self).__name__}): cannot merge tensors with different batch sizes; '
+                f"received shapes {[tuple(x.shape) for x in xs]}."
+            )
         y, cache = self.merge(xs)
-        self._cache = cache if training else None
+        self._cache = (cache, [x.shape for x in xs]) if training else None
         return y
 
     def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
         raise NotImplementedError
 
+    def split(self, dy: np.ndarray, cache: Any) -> list[np.ndarray]:
+        raise NotImplementedError
+
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> list[np.ndarray] | None:
-        return self.split(dy, self._cache) if need_dx else None
+        if not need_dx:
+            return None
+        cache, shapes = self._cache
+        return [_unbroadcast(g, shape) for g, shape in zip(self.split(dy, cache), shapes, strict=True)]
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``g`` summed over the axes an input of ``shape`` was broadcast along (size 1 there).
+
+    >>> _unbroadcast(np.ones((2, 3, 4)), (2, 1, 4)).shape
+    (2, 1, 4)
+    """
+    axes = tuple(k for k, (a, b) in enumerate(zip(g.shape, shape, strict=True)) if b == 1 and a != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
 
 
 class Add(Merge):
     """``y = x_1 + ... + x_k`` (``keras.layers.Add``); ``dL/dx_i = dy``."""
 
     def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
-        y = xs[0].copy()
+        y = xs[0]
         for x in xs[1:]:
-            y += x
-        return y, len(xs)
+            y = y + x
+        return (y.copy() if len(xs) == 1 else y), len(xs)
 
     def split(self, dy: np.ndarray, count: int) -> list[np.ndarray]:
         # one array per input: the branches' backward passes may update their gradient in place
@@ -107,12 +148,15 @@ class Add(Merge):
 class Subtract(Merge):
     """``y = x_1 - x_2`` (``keras.layers.Subtract``: exactly two inputs); gradients ``dy, -dy``."""
 
-    def _check_shapes(self, shapes: list[Shape]) -> None:
-        super()._check_shapes(shapes)
-        if len(shapes) != 2:
+    min_inputs = 2
+
+    def compute_output_shape(self, input_shape: Any) -> Shape:
+        self._check_count(input_shape)
+        if len(input_shape) != 2:
             raise InvalidArgumentError(
-                f'Layer "{self.name}" (Subtract) should be called on exactly 2 inputs, received {len(shapes)}.'
+                f'Layer "{self.name}" (Subtract) should be called on exactly 2 inputs, received {len(input_shape)}.'
             )
+        return super().compute_output_shape(input_shape)
 
     def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
         return xs[0] - xs[1], None
@@ -125,10 +169,10 @@ class Multiply(Merge):
     """``y = x_1 * ... * x_k`` elementwise; ``dL/dx_i = dy * prod_{j != i} x_j``."""
 
     def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
-        y = xs[0].copy()
+        y = xs[0]
         for x in xs[1:]:
-            y *= x
-        return y, xs
+            y = y * x
+        return (y.copy() if len(xs) == 1 else y), xs
 
     def split(self, dy: np.ndarray, xs: list[np.ndarray]) -> list[np.ndarray]:
         out = []
@@ -136,7 +180,7 @@ class Multiply(Merge):
             g = dy.copy()
             for j, x in enumerate(xs):
                 if j != i:
-                    g *= x
+                    g = g * x
             out.append(g)
         return out
 
@@ -145,9 +189,9 @@ class Average(Merge):
     """``y = (x_1 + ... + x_k) / k`` (Keras sums, then divides by k); ``dL/dx_i = dy / k``."""
 
     def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
-        y = xs[0].copy()
+        y = xs[0]
         for x in xs[1:]:
-            y += x
+            y = y + x
         return y / y.dtype.type(len(xs)), len(xs)
 
     def split(self, dy: np.ndarray, count: int) -> list[np.ndarray]:
@@ -165,13 +209,13 @@ class Maximum(Merge):
     """
 
     def merge(self, xs: list[np.ndarray]) -> tuple[np.ndarray, Any]:
-        y = xs[0].copy()
+        y = xs[0]
         for x in xs[1:]:
-            np.maximum(y, x, out=y)
-        return y, xs
+            y = np.maximum(y, x)
+        return (y.copy() if len(xs) == 1 else y), xs
 
     def split(self, dy: np.ndarray, xs: list[np.ndarray]) -> list[np.ndarray]:
-        winner = np.argmax(np.stack(xs), axis=0)
+        winner = np.argmax(np.stack(np.broadcast_arrays(*xs)), axis=0)
         return [np.where(winner == i, dy, 0).astype(dy.dtype, copy=False) for i in range(len(xs))]
 
 
@@ -186,8 +230,7 @@ class Concatenate(Merge):
         self.axis = int(axis)
 
     def _check_shapes(self, shapes: list[Shape]) -> None:
-        if not isinstance(shapes, (list, tuple)) or len(shapes) < 2:
-            super()._check_shapes(shapes)
+        self._check_count(shapes)
         rank = len(shapes[0])
         axis = self.axis % rank if -rank <= self.axis < rank else None
         if axis is None or axis == 0:
