@@ -30,7 +30,7 @@ from cnnlab.attribution import explain_prediction
 from cnnlab.backprop import explain_gradient
 from cnnlab.explain import explain, trace
 from cnnlab.layers.base import clear_session
-from cnnlab.models import Model, Sequential
+from cnnlab.models import Input, Model, Sequential
 from cnnlab.random import set_random_seed
 
 set_seed = set_random_seed
@@ -53,6 +53,7 @@ __all__ = [
     "optimizers",
     "saving",
     "utils",
+    "Input",
     "Model",
     "Sequential",
     "clear_session",

@@ -429,8 +429,10 @@ def _explain_model(args: argparse.Namespace) -> None:
         print(f"  {name:<18} {str(out.shape):<16} min {fmt(out.min())}  max {fmt(out.max())}  mean {fmt(out.mean())}")
     probs = steps[-1][1]
     print("prediction: " + ", ".join(f"{names[k]} {probs[k]:.3f}" for k in np.argsort(probs)[::-1][:3]))
+    graph = getattr(model, "is_graph_model", False)
     window_layers = [
-        (i, layer)
+        # the layer's input: the previous step of a Sequential's trace, run through the graph otherwise
+        (model.layer_input(layer, image[None])[0] if graph else steps[i][1], layer)
         for i, layer in enumerate(model.layers)
         if isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D))
     ]
@@ -442,9 +444,16 @@ def _explain_model(args: argparse.Namespace) -> None:
         print(f"picture written to {path}")
     if args.html:
         title = f"{model.name}: test image {args.index} ({names[y_test[args.index]]})"
-        page = views.model_page(
-            model, image, title, names, int(y_test[args.index]), overlays=_attribution_overlays(model, image)
-        )
+        if graph:  # the whole-model view (receptive fields, overlays) follows Sequential models for now
+            panels = [
+                views.window_layer_panel(layer, layer_in, f"{layer.name} ({type(layer).__name__})")
+                for layer_in, layer in window_layers
+            ]
+            page = {"title": title, "layers": panels}
+        else:
+            page = views.model_page(
+                model, image, title, names, int(y_test[args.index]), overlays=_attribution_overlays(model, image)
+            )
         print(f"page written to {views.write_html(Path(args.html), page)}")
 
 
@@ -454,7 +463,7 @@ def _attribution_overlays(model: Any, image: np.ndarray) -> list[dict[str, Any]]
     from cnnlab.attribution import explain_prediction
     from cnnlab.errors import CnnlabError
 
-    overlays = []
+    overlays: list[dict[str, Any]] = []
     for name, method in (("Grad-CAM", "grad_cam"), ("saliency", "saliency")):
         try:
             result = explain_prediction(model, image, method=method)

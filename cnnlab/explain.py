@@ -315,6 +315,16 @@ def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer
         target = (
             model.get_layer(index=name_or_index) if isinstance(name_or_index, int) else model.get_layer(name_or_index)
         )
+        if getattr(model, "is_graph_model", False):  # a functional model: run the graph up to the layer
+            if getattr(target, "declares_input", False):
+                raise InvalidArgumentError(f'explain: layer "{target.name}" is an input; it computes nothing.')
+            data = model.layer_input(target, x)
+            if isinstance(data, list):
+                raise InvalidArgumentError(
+                    f'explain: layer "{target.name}" is a {type(target).__name__}, a merge of several tensors; '
+                    "explanations exist for Conv2D, MaxPooling2D, AveragePooling2D and Dense."
+                )
+            return target, target.check_input(data)
         data = model.check_input(np.asarray(x))
         if not model.built:
             model.build((None, *data.shape[1:]))
@@ -485,7 +495,12 @@ def trace(model: Any, image: Any) -> list[tuple[str, np.ndarray]]:
     """Every layer's output for one image (a sample without the batch axis, or a batch of one).
 
     Returns ``[(layer name, output without the batch axis), ...]``, starting with ``("input", image)``.
+    For a functional model: one entry per layer call in topological order (a shared layer's later
+    calls are named ``name[k]``), after one ``("input", ...)`` entry per input (named after the
+    input layers when there are several; ``image`` is then a list, one image per input).
     """
+    if getattr(model, "is_graph_model", False):
+        return _trace_graph(model, image)
     data = np.asarray(image)
     if model.built and data.shape == tuple(model.input_shape[1:]):
         data = data[None]
@@ -498,4 +513,28 @@ def trace(model: Any, image: Any) -> list[tuple[str, np.ndarray]]:
     for layer in model.layers:
         data = layer(data)
         out.append((layer.name, data[0]))
+    return out
+
+
+def _trace_graph(model: Any, image: Any) -> list[tuple[str, np.ndarray]]:
+    several = len(model.inputs) > 1
+    images = list(image) if several else [image]
+    batch = []
+    for tensor, item in zip(model.inputs, images, strict=True):
+        data = np.asarray(item)
+        batch.append(data[None] if data.shape == tuple(tensor.shape[1:]) else data)
+    if any(len(b) != 1 for b in batch):
+        raise InvalidArgumentError(
+            f"trace: expected one image, received a batch of {len(batch[0])}; pass x[k] for one of them."
+        )
+    group = model._prepare_input(batch if several else batch[0])
+    out = [
+        ("input" if not several else tensor.node.layer.name, part[0])
+        for tensor, part in zip(model.inputs, group.parts, strict=True)
+    ]
+    calls: dict[int, int] = {}
+    for node, _, value in model.run_nodes(group):
+        k = calls.get(id(node.layer), 0)
+        calls[id(node.layer)] = k + 1
+        out.append((node.layer.name if k == 0 else f"{node.layer.name}[{k}]", value[0]))
     return out

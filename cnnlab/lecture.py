@@ -159,8 +159,11 @@ def train_and_evaluate(
 
 
 def shape_trace(model: cl.Sequential, X: np.ndarray) -> list[tuple[str, tuple[int, ...]]]:
-    """The lecture's trace: each layer applied in turn to the whole array ``X``."""
+    """The lecture's trace: each layer applied in turn to the whole array ``X`` (for a functional
+    model: each layer call in topological order)."""
     rows = [("input", tuple(X.shape))]
+    if getattr(model, "is_graph_model", False):
+        return rows + [(node.layer.name, tuple(out.shape)) for node, _, out in model.run_nodes(X)]
     out = X
     for layer in model.layers:
         out = layer(out)

@@ -35,7 +35,7 @@ from cnnlab._atomic import NotRegularFileError as NotRegularFileError
 from cnnlab._atomic import atomic_path
 from cnnlab.errors import ArgumentTypeError, InvalidArgumentError
 from cnnlab.errors import ModelFileError as ModelFileError  # re-exported: its home before cnnlab.errors
-from cnnlab.models import Sequential
+from cnnlab.models import Model, Sequential
 
 FORMAT = "cnnlab-model"
 VERSION = 1
@@ -71,7 +71,7 @@ def _path_argument(path: Any, what: str) -> Path:
 
 
 def save_model(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (a built ``Sequential``) to ``path``; returns ``path``.
+    """Write ``model`` (a built ``Sequential`` or functional ``Model``) to ``path``; returns ``path``.
 
     Atomic: the old file at ``path`` is replaced only by a complete new one, keeping its mode
     and owner; a symlink is written through. Raises ``OSError`` naming ``path`` when it cannot
@@ -209,7 +209,9 @@ def _rebuild(archive: zipfile.ZipFile, manifest: dict[str, Any], path: Path, com
     if not isinstance(manifest.get("model"), dict):
         raise ModelFileError(f'{path}: the model description has no architecture ("model" is missing).')
     try:
-        model = Sequential.from_config(manifest["model"])
+        spec = manifest["model"]
+        # a functional model's config names its input and output layers (Keras's functional format)
+        model = Model.from_config(spec) if "input_layers" in spec else Sequential.from_config(spec)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ModelFileError(f"{path}: the architecture cannot be rebuilt ({exc}).") from exc
     shapes = []

@@ -49,3 +49,40 @@ def shape_hint(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> str:
     if expected and expected[-1] == 1 and tuple(shape[1:]) == tuple(expected[:-1]):
         return " The channel axis is missing: use x[..., None] (or x.reshape(-1, *shape))."
     return ""
+
+
+class ArrayGroup:
+    """The arrays of a model with several inputs (or outputs), indexed together by sample.
+
+    ``group[idx]`` indexes every array's first axis, ``len(group)`` is the number of samples, so
+    the engine's loops take batches of several inputs the way they take them of one array; the
+    arrays themselves are ``group.parts`` (in the model's input or output order).
+
+    >>> g = ArrayGroup([np.zeros((4, 2)), np.ones((4, 3))])
+    >>> len(g), [p.shape for p in g[1:3].parts]
+    (4, [(2, 2), (2, 3)])
+    """
+
+    def __init__(self, parts: list[np.ndarray]) -> None:
+        self.parts = list(parts)
+
+    def __len__(self) -> int:
+        return len(self.parts[0])
+
+    def __getitem__(self, index: Any) -> ArrayGroup:
+        return ArrayGroup([p[index] for p in self.parts])
+
+    def astype(self, dtype: Any, copy: bool = True) -> ArrayGroup:
+        return ArrayGroup([p.astype(dtype, copy=copy) for p in self.parts])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.parts[0].dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.parts[0].shape
+
+    @property
+    def ndim(self) -> int:
+        return self.parts[0].ndim

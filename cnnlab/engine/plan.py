@@ -19,6 +19,10 @@ and fills the weight gradients of its layers (``layer.grads``, views of the flat
 array of :mod:`cnnlab.engine.params`). The model's last layer is always a unit of its own:
 the loss reads its logits.
 
+A graph model (``cl.Model(inputs, outputs)``, or a model with one inside) gets a plan of node
+steps over numbered tensors instead (:mod:`cnnlab.engine.graph`); the registry's predicates then
+apply to the linear chains inside the graph. A Sequential model of layers keeps this list.
+
 A plan is made when training, evaluation or prediction starts and is kept while the layers,
 their trainability, the float type, the optimizer and the kernel choice stay the same.
 """

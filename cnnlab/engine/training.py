@@ -15,7 +15,9 @@ With ``sample_weight`` (or ``class_weight``) the batch loss is Keras's ``sum(w_i
 sample's loss gradient is scaled by its weight.
 
 The engine knows no layer class: the model gives it its leaf layers (nested models expanded)
-with their effective trainability, and the plan decides which kernels run them.
+with their effective trainability, and the plan decides which kernels run them. A graph model's
+plan (:mod:`cnnlab.engine.graph`) runs its node steps over slots; its inputs arrive as an
+``ArrayGroup`` (one array per model input) and one loss is applied to every output (summed).
 """
 
 from __future__ import annotations
@@ -31,12 +33,19 @@ from typing import Any
 import numpy as np
 
 from cnnlab import config
+from cnnlab.engine import graph as graph_mod
 from cnnlab.engine.params import ParameterStore
 from cnnlab.engine.plan import Plan, build_plan, plan_key
 from cnnlab.layers.base import CHUNK_BYTES
 from cnnlab.ops.activations import flush_subnormals
 from cnnlab.progress import Progbar
 from cnnlab.random import generator
+
+
+def _parts(x: Any) -> list[np.ndarray]:
+    """The input arrays of a graph plan: a functional model's ``ArrayGroup``, or the one array of a
+    Sequential model with a graph model inside."""
+    return list(x.parts) if hasattr(x, "parts") else [x]
 
 
 class TrainingStopped(RuntimeWarning):
@@ -75,6 +84,11 @@ class Engine:
     def leaves(self) -> list[tuple[Any, bool]]:
         return self.model._leaves()
 
+    def is_graph(self) -> bool:
+        """Whether the model (or a model inside it) is a graph: then the plan is node steps over
+        slots (:mod:`cnnlab.engine.graph`), else the linear list of units."""
+        return bool(getattr(self.model, "_is_graph", False))
+
     def plan(self, dtype: np.dtype, training: bool) -> Plan:
         """The plan for ``dtype`` inputs, rebuilt when layers, trainability, float type,
         optimizer or kernel choice changed."""
@@ -87,7 +101,11 @@ class Engine:
             if rebuilt:
                 cached = None
         if cached is None or cached.key != key:
-            cached = build_plan(leaves, dtype, optimizer, self.store if training else None)
+            store = self.store if training else None
+            if self.is_graph():
+                cached = graph_mod.build_graph_plan(self.model, dtype, optimizer, store, config.kernels(), key)
+            else:
+                cached = build_plan(leaves, dtype, optimizer, store)
             self._plans[training] = cached
         return cached
 
@@ -96,6 +114,8 @@ class Engine:
 
     # ------------------------------------------------------------ one step
     def from_logits(self) -> bool:
+        if self.is_graph():
+            return False  # a graph plan decides per output (_fused_outputs)
         last = self.leaves()[-1][0]
         wanted = self.model.loss.logits_activation
         return wanted is not None and getattr(last, "activation", None) == wanted
@@ -105,6 +125,8 @@ class Engine:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Forward, loss, backward through ``plan``; gradients land in the flat gradient array.
         Returns per-sample (weighted) losses and the outputs (for metrics)."""
+        if isinstance(plan, graph_mod.GraphPlan):
+            return self._graph_gradients(plan, xb, yb, sample_weight)
         first = plan.first_trainable
         out = xb
         for step in plan.steps:
@@ -127,6 +149,56 @@ class Engine:
         for step in plan.steps:
             step.unit.release()
         return values, out
+
+    def _fused_outputs(self, plan: graph_mod.GraphPlan) -> set[int]:
+        """Output slots whose producing unit keeps logits the loss reads (softmax + cross-entropy)."""
+        wanted = self.model.loss.logits_activation
+        if wanted is None:
+            return set()
+        producers = {step.output: step.unit for step in plan.steps}
+        # an output another layer also reads gets that layer's gradient with respect to the
+        # activated values, so its loss cannot take the shortcut through the logits
+        consumed = {s for step in plan.steps for s in step.inputs}
+        return {
+            s
+            for s in plan.graph.outputs
+            if s not in consumed and getattr(producers.get(s), "activation", None) == wanted
+        }
+
+    def _graph_loss(
+        self, plan: graph_mod.GraphPlan, slots: list[Any], yb: Any, fused: set[int]
+    ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """One loss applied to every output (Keras with one loss for several outputs): per-sample
+        values summed over the outputs, and the gradient at each output slot."""
+        producers = {step.output: step.unit for step in plan.steps}
+        ys = list(yb.parts) if hasattr(yb, "parts") else [yb]
+        total, grads = None, {}
+        for slot, y in zip(plan.graph.outputs, ys, strict=True):
+            logits = producers[slot].last_logits if slot in fused else None
+            values, grad = self.model.loss.value_and_grad(y, slots[slot], logits)
+            total = values if total is None else total + values
+            grads[slot] = grad if slot not in grads else grads[slot] + grad
+        return total, grads
+
+    def _graph_outputs(self, plan: graph_mod.GraphPlan, slots: list[Any]) -> Any:
+        outs = [slots[s] for s in plan.graph.outputs]
+        return outs[0] if len(outs) == 1 else outs
+
+    def _graph_gradients(
+        self, plan: graph_mod.GraphPlan, xb: Any, yb: Any, sample_weight: np.ndarray | None
+    ) -> tuple[np.ndarray, Any]:
+        fused = self._fused_outputs(plan)
+        slots = graph_mod.run_forward(plan, _parts(xb), training=True)
+        values, grads = self._graph_loss(plan, slots, yb, fused)
+        for grad in grads.values():
+            if sample_weight is not None:
+                grad *= sample_weight.reshape(-1, *([1] * (grad.ndim - 1))).astype(grad.dtype, copy=False)
+            flush_subnormals(grad)
+        if sample_weight is not None:
+            values = values * sample_weight
+        graph_mod.run_backward(plan, grads, fused)
+        graph_mod.release(plan)
+        return values, self._graph_outputs(plan, slots)
 
     def train_batch(
         self, plan: Plan, xb: np.ndarray, yb: np.ndarray, sample_weight: np.ndarray | None = None
@@ -268,6 +340,9 @@ class Engine:
     # ------------------------------------------------------------ inference
     def chunk_size(self, sample_shape: tuple[int, ...]) -> int:
         """Samples per chunk so one chunk's temporaries stay below ``CHUNK_BYTES``."""
+        if self.is_graph():
+            total = self.model.work_bytes_per_sample((1, *sample_shape))
+            return max(32, CHUNK_BYTES // max(total, 1))
         shape: tuple[int, ...] = (1, *sample_shape)
         total = 0
         for layer, _ in self.leaves():
@@ -276,6 +351,8 @@ class Engine:
         return max(32, CHUNK_BYTES // max(total, 1))
 
     def _forward(self, plan: Plan, x: np.ndarray, stop: int | None = None) -> np.ndarray:
+        if isinstance(plan, graph_mod.GraphPlan):
+            return self._graph_outputs(plan, graph_mod.run_forward(plan, _parts(x), training=False))
         steps = plan.steps if stop is None else plan.steps[:stop]
         for step in steps:
             x = step.unit.forward(x, training=False)
@@ -285,6 +362,8 @@ class Engine:
     def predict_array(self, x: np.ndarray) -> np.ndarray:
         """Outputs for every sample of ``x``, in memory-bounded chunks."""
         plan = self.plan(x.dtype, training=False)
+        if len(x) == 0 and self.is_graph():
+            return self.model._empty_outputs()
         if len(x) == 0:
             return np.empty((0, *self.model.compute_output_shape((None, *x.shape[1:]))[1:]), config.floatx())
         if plan.whole_predict is not None:
@@ -296,6 +375,13 @@ class Engine:
             if n <= chunk:
                 return self._forward(plan, x)
             first = self._forward(plan, x[:chunk])
+            if isinstance(first, list):  # a graph model with several outputs
+                outs = [np.empty((n, *f.shape[1:]), dtype=f.dtype) for f in first]
+                for start in range(0, n, chunk):
+                    part = first if start == 0 else self._forward(plan, x[start : start + chunk])
+                    for o, p in zip(outs, part, strict=True):
+                        o[start : start + chunk] = p
+                return outs
             out = np.empty((n, *first.shape[1:]), dtype=first.dtype)
             out[:chunk] = first
             for start in range(chunk, n, chunk):
@@ -313,10 +399,21 @@ class Engine:
         for _, metric in model._metrics:
             metric.reset_state()
         last = plan.steps[-1].unit
+        graph = isinstance(plan, graph_mod.GraphPlan)
+        keep = self._fused_outputs(plan) if graph else set()
         with plan.threads():
             for start in range(0, len(x), chunk):
                 xb = x[start : start + chunk].astype(floatx, copy=False)
                 yb = y[start : start + chunk]
+                if graph:
+                    slots = graph_mod.run_forward(plan, _parts(xb), training=False, keep=keep)
+                    values, _ = self._graph_loss(plan, slots, yb, keep)
+                    graph_mod.release(plan)
+                    loss_sum += float(values.sum())
+                    out = self._graph_outputs(plan, slots)
+                    for _, metric in model._metrics:
+                        metric.update_state(yb, out)
+                    continue
                 out = self._forward(plan, xb, stop=len(plan.steps) - 1)
                 logits = None
                 if fused:

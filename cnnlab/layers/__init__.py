@@ -6,6 +6,7 @@ from cnnlab.layers.base import Layer
 from cnnlab.layers.conv import Conv2D
 from cnnlab.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, SpatialDropout2D
 from cnnlab.layers.depthwise import DepthwiseConv2D, SeparableConv2D
+from cnnlab.layers.merging import Add, Average, Concatenate, Maximum, Merge, Multiply, Subtract
 from cnnlab.layers.normalization import BatchNormalization
 from cnnlab.layers.pooling import (
     AveragePooling2D,
@@ -60,4 +61,11 @@ __all__ = [
     "ReLU",
     "LeakyReLU",
     "Softmax",
+    "Merge",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Concatenate",
 ]

@@ -21,6 +21,7 @@ import numpy as np
 
 from cnnlab import config
 from cnnlab.errors import InvalidArgumentError
+from cnnlab.layers import symbolic
 from cnnlab.ops.shapes import whole_sizes
 from cnnlab.random import generator
 
@@ -118,6 +119,8 @@ class Layer:
         self._non_trainable: set[str] = set()
         self.grads: dict[str, np.ndarray] = {}
         self._cache: Any = None
+        #: calls on symbolic tensors (functional models): one ``symbolic.Node`` per call
+        self._inbound_nodes: list[Any] = []
 
     # ----------------------------------------------------------------- weights
     def add_weight(self, name: str, shape: tuple[int, ...], initializer: str, trainable: bool = True) -> np.ndarray:
@@ -248,8 +251,11 @@ class Layer:
         """Layers with weights check the axis their weights depend on (overridden)."""
 
     # ----------------------------------------------------------------- calling
-    def __call__(self, x: Any, training: bool = False) -> np.ndarray:
-        """Apply the layer to ``x`` (inference unless ``training=True``)."""
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        """Apply the layer to ``x`` (inference unless ``training=True``); on symbolic tensors
+        (``cl.Input(...)`` and what layers made of it) record the call for a functional model."""
+        if symbolic.involves_symbolic(x):
+            return symbolic.call_symbolic(self, x)
         x = self.check_input(x)
         if not self.built:
             self.build((None, *x.shape[1:]))

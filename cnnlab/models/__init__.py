@@ -1,4 +1,5 @@
-"""Model containers: ``Sequential`` (also usable as a layer of another model) and its summary.
+"""Model containers: ``Sequential`` and the functional ``Model(inputs, outputs)`` (both usable as a
+layer of another model) and their summaries.
 
 ``load_model`` reads files written by ``model.save`` (:mod:`cnnlab.saving`).
 """
@@ -8,15 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from cnnlab.engine import TrainingStopped
-from cnnlab.models.sequential import Model, Sequential
+from cnnlab.layers.symbolic import Input, KerasTensor
+from cnnlab.models.functional import Model
+from cnnlab.models.sequential import Sequential
 
 #: set by cnnlab.saving when it is imported (saving imports models, never the reverse)
 _file_reader: Any = None
 
 
-def load_model(path: Any, compile: bool = True) -> Sequential:
+def load_model(path: Any, compile: bool = True) -> Any:
     """Load a model written by ``model.save(path)`` (``keras.models.load_model``)."""
     return _file_reader(path, compile=compile)
 
 
-__all__ = ["Sequential", "Model", "TrainingStopped", "load_model"]
+__all__ = ["Sequential", "Model", "Input", "KerasTensor", "TrainingStopped", "load_model"]

@@ -22,6 +22,7 @@ from cnnlab.engine import Engine, TrainingStopped
 from cnnlab.engine.checks import as_array, check_batch_size, check_finite, shape_hint, verbosity
 from cnnlab.errors import InvalidArgumentError, NotReadyError
 from cnnlab.layers.base import Layer, Shape, format_shape
+from cnnlab.layers.symbolic import KerasTensor, call_symbolic, involves_symbolic
 from cnnlab.models.summary import summary_html, summary_lines, summary_repr
 from cnnlab.progress import Progbar
 
@@ -89,8 +90,26 @@ class Sequential(Layer):
             out.extend((w, key in keys) for key, w in layer._weights.items())
         return out
 
+    @property
+    def _is_graph(self) -> bool:
+        """Whether a layer is a graph model: the engine then plans the whole model as a graph."""
+        return any(getattr(layer, "_is_graph", False) for layer in self._layers)
+
+    def _input_count(self) -> int:
+        return 1
+
+    def _expand_graph(self, trainable: bool, in_slots: list[int], expand: Any) -> list[int]:
+        """Add this model's layers to an engine graph, one after another (:mod:`cnnlab.engine.graph`)."""
+        on = trainable and self.trainable
+        slots = in_slots
+        for layer in self._layers:
+            slots = expand(layer, on, slots)
+        return slots
+
     def add(self, layer: Layer) -> None:
         """Append a layer (an ``Input(...)`` first declares the input shape)."""
+        if isinstance(layer, KerasTensor) and getattr(layer.node.layer, "declares_input", False):
+            layer = layer.node.layer  # cl.Input(shape) as the first item, as in Keras
         if not isinstance(layer, Layer):
             raise InvalidArgumentError(
                 f"Sequential.add: expected a layer such as cl.layers.Dense(10), received {type(layer).__name__}."
@@ -277,8 +296,11 @@ class Sequential(Layer):
         self._check_sample_shape(x)
         return x
 
-    def __call__(self, x: Any, training: bool = False) -> np.ndarray:
-        """Run all layers on ``x``; large batches go through in chunks, so only the output is full size."""
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        """Run all layers on ``x``; large batches go through in chunks, so only the output is full size.
+        On a symbolic tensor (``cl.Input``): a node of a functional model."""
+        if involves_symbolic(x):
+            return call_symbolic(self, x)
         return self._engine.predict_array(self._prepare_input(x))
 
     def predict(self, x: Any, batch_size: int = 32, verbose: Any = 0) -> np.ndarray:
@@ -578,6 +600,4 @@ def fit_sample_weights(
     return weights
 
 
-Model = Sequential
-
-__all__ = ["Sequential", "Model", "TrainingStopped"]
+__all__ = ["Sequential", "TrainingStopped"]
