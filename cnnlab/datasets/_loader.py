@@ -72,7 +72,13 @@ def keras_cache() -> Path:
 
 
 def check_sha256(raw: bytes, expected: str, where: str, title: str, what: str = "the file") -> None:
-    """Raise :class:`DataFileError` unless ``sha256(raw) == expected``."""
+    """Raise :class:`DataFileError` unless ``sha256(raw) == expected`` (FIPS 180-2's "abc" vector):
+
+    >>> check_sha256(b"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "f", "T")
+    >>> check_sha256(b"abd", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "f", "T")
+    Traceback (most recent call last):
+    cnnlab.errors.DataFileError: f: SHA-256 of the file is a52d159f..., expected ba7816bf.... The file ...
+    """
     digest = hashlib.sha256(raw).hexdigest()
     if digest != expected:
         raise DataFileError(
