@@ -1,5 +1,8 @@
-"""Data sets with Keras's loading API (``cnnlab.datasets.fashion_mnist.load_data()``)."""
+"""Data sets with Keras's loading API (``cnnlab.datasets.mnist.load_data()``, ...).
 
-from cnnlab.datasets import fashion_mnist
+Each is found locally or downloaded once, always checked by SHA-256 (see ``_loader``).
+"""
 
-__all__ = ["fashion_mnist"]
+from cnnlab.datasets import cifar10, cifar100, fashion_mnist, mnist
+
+__all__ = ["cifar10", "cifar100", "fashion_mnist", "mnist"]
