@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
         ("trace", "shape of every layer's output on the training images"),
     ):
         cmd = _command(sub, name, help_text, f"cnnlab {name} net2.cnnlab")
-        cmd.add_argument("model", metavar="MODEL", help="a file written by 'cnnlab train' or model.save()")
+        cmd.add_argument(
+            "model", metavar="MODEL", help="a .cnnlab file (cnnlab train, model.save()) or a Keras .keras/.h5 file"
+        )
         if name != "summary":
             cmd.add_argument("--data", default=None, help="folder with the Fashion-MNIST IDX files")
         if name == "trace":
@@ -118,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="Fashion-MNIST is light-on-dark; 'auto' inverts images with a light border",
     )
+    convert = _command(
+        sub,
+        "convert",
+        "convert a model file between cnnlab's format (.cnnlab), Keras 3 (.keras) and legacy Keras HDF5 (.h5)",
+        "cnnlab convert net2.cnnlab net2.keras",
+    )
+    convert.add_argument("source", metavar="IN", help="a .cnnlab, .keras, .h5 or .hdf5 model file")
+    convert.add_argument("target", metavar="OUT", help="the file to write; its suffix chooses the format")
     _explain_parsers(sub)
     return parser
 
@@ -238,6 +248,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_summary(args: argparse.Namespace) -> None:
     _load(args.model).summary()
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    from cnnlab.saving import save_model
+
+    if Path(args.target).suffix.lower() == ".onnx":
+        raise CommandError("convert: ONNX export is not available yet; expected OUT to end in .cnnlab, .keras or .h5.")
+    model = _load(args.source)
+    path = save_model(model, args.target, model.metadata)
+    print(f"converted {args.source} to {path}")
 
 
 def cmd_trace(args: argparse.Namespace) -> None:
@@ -457,6 +477,7 @@ COMMANDS = {
     "trace": cmd_trace,
     "predict": cmd_predict,
     "explain": cmd_explain,
+    "convert": cmd_convert,
 }
 
 

@@ -446,3 +446,35 @@ def test_layer_from_keras_is_usable_alone():
         {"class_name": "MaxPool2D", "config": {"name": "p", "pool_size": [3, 3], "strides": [1, 1]}}, "x.keras"
     )
     assert isinstance(layer, L.MaxPooling2D) and layer.pool_size == (3, 3) and layer.strides == (1, 1)
+
+
+# ---------------------------------------------------------------- command line
+def test_cli_summary_and_convert_between_formats(tmp_path, capsys):
+    from cnnlab.cli import main
+
+    assert main(["summary", str(HERE / "cnn_bn.keras")]) == 0
+    assert "batch_normalization" in capsys.readouterr().out
+    as_h5, as_cnnlab, back = tmp_path / "net.h5", tmp_path / "net.cnnlab", tmp_path / "back.keras"
+    assert main(["convert", str(HERE / "cnn_bn.keras"), str(as_h5)]) == 0
+    assert main(["convert", str(as_h5), str(as_cnnlab)]) == 0
+    assert main(["convert", str(as_cnnlab), str(back)]) == 0
+    assert h5py.is_hdf5(as_h5) and zipfile.is_zipfile(as_cnnlab)
+    x = EXPECTED["cnn_bn_x"]
+    original = cl.models.load_model(HERE / "cnn_bn.keras")
+    converted = cl.models.load_model(back)
+    np.testing.assert_array_equal(converted.predict(x), original.predict(x))
+    np.testing.assert_array_equal(converted.optimizer.get_state()["m"], original.optimizer.get_state()["m"])
+
+
+def test_cli_convert_reports_an_unsupported_file_in_one_line(tmp_path, capsys):
+    from cnnlab.cli import main
+
+    def edit(config):
+        _layer(config, "Dense")["class_name"] = "Lambda"
+
+    assert main(["convert", str(_edited_keras(tmp_path, edit)), str(tmp_path / "out.cnnlab")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cnnlab convert: ") and "(Lambda)" in err and err.count("\n") == 1
+    assert not (tmp_path / "out.cnnlab").exists()
+    assert main(["convert", str(HERE / "cnn_bn.keras"), str(tmp_path / "net.onnx")]) == 1
+    assert "ONNX export is not available yet" in capsys.readouterr().err
