@@ -890,6 +890,12 @@ def load_h5(path: str | os.PathLike[str], compile: bool = True) -> Sequential:
         state = None
         if isinstance(training, dict) and "optimizer_weights" in h5:
             state = _legacy_optimizer_values(_child(h5, "optimizer_weights", path, "optimizer"), path)
+            if state is None:
+                warnings.warn(
+                    f"{path}: the optimizer state is stored in tf.keras 2's layout, which cnnlab does not read; "
+                    "the model is compiled and training starts the optimizer afresh (as Keras 3 does for such files).",
+                    stacklevel=3,
+                )
     if compile and isinstance(training, dict):
         _compile(model, {**training, "optimizer": training.get("optimizer_config")}, state, path)
     return model
