@@ -789,7 +789,13 @@ def _loss_from_keras(value: Any) -> Any:
         for key, default in (("ignore_class", None), ("from_logits", False), ("axis", -1)):
             if key in cfg and cfg[key] == default:
                 del cfg[key]
-        return losses_mod.get({"class_name": value.get("class_name"), "config": cfg})
+        try:
+            return losses_mod.get({"class_name": value.get("class_name"), "config": cfg})
+        except TypeError as exc:
+            options = ", ".join(f"{k}={v!r}" for k, v in cfg.items())
+            raise InvalidArgumentError(
+                f"the loss {value.get('class_name')}({options}) is not available in cnnlab"
+            ) from exc
     if isinstance(value, list) and len(value) == 1:
         return _loss_from_keras(value[0])
     return value
@@ -887,17 +893,18 @@ def load_h5(path: str | os.PathLike[str], compile: bool = True) -> Sequential:
         root = _child(h5, "model_weights", path, "weights") if "model_weights" in h5 else h5
         _place_h5_weights(root, nodes, path)
         training = _json_attr(h5, "training_config", path) if compile else None
-        state = None
+        state, unread_state = None, False
         if isinstance(training, dict) and "optimizer_weights" in h5:
             state = _legacy_optimizer_values(_child(h5, "optimizer_weights", path, "optimizer"), path)
-            if state is None:
-                warnings.warn(
-                    f"{path}: the optimizer state is stored in tf.keras 2's layout, which cnnlab does not read; "
-                    "the model is compiled and training starts the optimizer afresh (as Keras 3 does for such files).",
-                    stacklevel=3,
-                )
+            unread_state = state is None
     if compile and isinstance(training, dict):
         _compile(model, {**training, "optimizer": training.get("optimizer_config")}, state, path)
+        if unread_state and model.compiled:
+            warnings.warn(
+                f"{path}: the optimizer state is stored in tf.keras 2's layout, which cnnlab does not read; "
+                "training starts the optimizer afresh (as Keras 3 does for such files).",
+                stacklevel=2,
+            )
     return model
 
 
