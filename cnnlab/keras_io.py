@@ -203,7 +203,7 @@ def _check_module(entry: dict[str, Any], where: _Where) -> None:
         )
     registered = entry.get("registered_name")
     if registered not in (None, entry.get("class_name")) and not (
-        isinstance(registered, str) and registered.startswith("keras")
+        isinstance(registered, str) and registered.startswith("keras>")
     ):
         raise where.error(
             f"a custom class registered as {registered!r}; cnnlab cannot run custom code from a model file. "
@@ -395,7 +395,10 @@ def _sequential(
         if isinstance(item, dict) and item.get("class_name") in ("Sequential", "Functional", "Model"):
             inner, inner_nodes = model_from_keras_config(item, where)
             layer: Layer = inner
-            nodes.append(_Node("Sequential", inner, inner_nodes))
+            # Keras files a nested model's weights under its class name: "sequential", "functional"
+            nodes.append(
+                _Node("Functional" if item["class_name"] != "Sequential" else "Sequential", inner, inner_nodes)
+            )
         else:
             layer = layer_from_keras(item, where)
             nodes.append(_Node(_keras_class(item), layer))
