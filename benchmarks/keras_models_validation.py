@@ -36,7 +36,7 @@ def check(path: Path) -> tuple[str, str, str]:
     if model.compiled:
         steps = model.optimizer.iterations
         note = f"compiled, {type(model.optimizer).__name__} " + (
-            f"state restored at step {steps}" if steps else "state not restored (tf.keras 2 layout)"
+            f"state restored at step {steps}" if steps else "state not restored"
         )
     else:
         note = "; ".join(str(w.message).removeprefix(f"{path}: ").split(". Compile it yourself")[0] for w in caught)

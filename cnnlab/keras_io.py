@@ -820,7 +820,7 @@ def _metrics_from_keras(value: Any) -> list[str]:
     return out
 
 
-def _compile(model: Sequential, cfg: dict[str, Any], state: list[np.ndarray] | None, path: Path) -> None:
+def _compile(model: Sequential, cfg: dict[str, Any], state: list[np.ndarray] | _TfSlots | None, path: Path) -> None:
     """Compile as the file says; like Keras, a compile configuration cnnlab cannot represent only
     warns and leaves the model uncompiled (prediction and explanation still work)."""
     optimizer_entry = cfg.get("optimizer", cfg.get("optimizer_config"))
@@ -834,7 +834,7 @@ def _compile(model: Sequential, cfg: dict[str, Any], state: list[np.ndarray] | N
             stacklevel=3,
         )
         return
-    if state:
+    if state is not None:
         try:
             _set_optimizer_state(model, state)
         except ModelFileError as exc:
@@ -843,9 +843,11 @@ def _compile(model: Sequential, cfg: dict[str, Any], state: list[np.ndarray] | N
             )
 
 
-def _set_optimizer_state(model: Sequential, values: list[np.ndarray]) -> None:
+def _set_optimizer_state(model: Sequential, values: list[np.ndarray] | _TfSlots) -> None:
     optimizer = model.optimizer
     per_weight, extra = _slot_names(optimizer)
+    if isinstance(values, _TfSlots):
+        values = _tf_to_keras3_order(values, optimizer, per_weight, extra, len(model.trainable_weights))
     trainable = model.trainable_weights
     has_lr = not isinstance(optimizer._learning_rate, optimizers_mod.LearningRateSchedule)
     head = 2 if has_lr else 1
@@ -869,9 +871,33 @@ def _set_optimizer_state(model: Sequential, values: list[np.ndarray]) -> None:
         state[key] = np.concatenate(parts) if parts else np.zeros(0, dtype)
     for j, key in enumerate(extra):
         state[key] = np.asarray(values[head + len(per_weight) * len(trainable) + j], dtype)
-    if has_lr:
+    if has_lr and values[1] is not None:
         optimizer.learning_rate = float(values[1])
     optimizer.set_state(state)
+
+
+def _tf_to_keras3_order(
+    tf: _TfSlots, optimizer: Any, per_weight: list[str], extra: list[str], n_weights: int
+) -> list[Any]:
+    """tf.keras 2's slots in Keras 3's variable order; the learning rate (not among tf.keras 2's
+    optimizer weights) stays the configured one."""
+    name = type(optimizer).__name__
+    table = _TF_SLOTS.get(name, {})
+    slots = {}
+    for word, arrays in tf.slots.items():
+        if word not in table:
+            raise ModelFileError(f"the file's {name} holds a slot {word!r} that cnnlab's {name} does not have")
+        slots[table[word]] = arrays
+    if extra or sorted(slots) != sorted(per_weight) or any(len(a) != n_weights for a in slots.values()):
+        raise ModelFileError(
+            f"the file's optimizer slots ({', '.join(f'{k}: {len(v)}' for k, v in tf.slots.items())}) do not fit "
+            f"cnnlab's {name} ({', '.join(per_weight)} for {n_weights} weights)"
+        )
+    has_lr = not isinstance(optimizer._learning_rate, optimizers_mod.LearningRateSchedule)
+    out: list[Any] = [tf.iterations, *([None] if has_lr else [])]
+    for i in range(n_weights):
+        out.extend(slots[key][i] for key in per_weight)
+    return out
 
 
 # ====================================================================== reading legacy HDF5
@@ -904,7 +930,7 @@ def load_h5(path: str | os.PathLike[str], compile: bool = True) -> Sequential:
         _compile(model, {**training, "optimizer": training.get("optimizer_config")}, state, path)
         if unread_state and model.compiled:
             warnings.warn(
-                f"{path}: the optimizer state is stored in tf.keras 2's layout, which cnnlab does not read; "
+                f"{path}: the optimizer state is stored in a layout cnnlab does not recognise; "
                 "training starts the optimizer afresh (as Keras 3 does for such files).",
                 stacklevel=2,
             )
@@ -944,13 +970,58 @@ def _place_h5_weights(root: Any, nodes: list[_Node], path: Path) -> None:
             _set_layer_weights(node.layer, values, path, what)
 
 
-def _legacy_optimizer_values(group: Any, path: Path) -> list[np.ndarray] | None:
-    """Optimizer weights in Keras 3's legacy layout (iteration, learning_rate, slots per variable);
-    tf.keras 2's layout (all first slots, then all second slots) is not read: None."""
+def _legacy_optimizer_values(group: Any, path: Path) -> list[np.ndarray] | _TfSlots | None:
+    """The optimizer weights of a legacy HDF5 file: Keras 3's layout (iteration, learning_rate, slots
+    per variable) as a list; tf.keras 2's layouts as :class:`_TfSlots`; None when unrecognised."""
     names = _attr_list(group, "weight_names")
-    if len(names) < 2 or not names[0].endswith("/iteration") or not names[1].endswith("/learning_rate"):
+    if len(names) >= 2 and names[0].endswith("/iteration") and names[1].endswith("/learning_rate"):
+        return [_dataset(group, n, path, "optimizer") for n in names]
+    if not names or not names[0].split("/")[-1].startswith(("iter:", "iteration:")):
         return None
-    return [_dataset(group, n, path, "optimizer") for n in names]
+    slots: dict[str, list[np.ndarray]] = {}
+    for name in names[1:]:
+        slot = _tf_slot_name(name)
+        if slot is None:
+            return None
+        slots.setdefault(slot, []).append(_dataset(group, name, path, "optimizer"))
+    return _TfSlots(_dataset(group, names[0], path, "optimizer"), slots)
+
+
+class _TfSlots:
+    """tf.keras 2's optimizer weights: the step counter and each slot's arrays in variable order.
+
+    tf.keras <= 2.10 names them ``Adam/conv2d/kernel/m:0`` (all ``m`` first, then all ``v``), 2.11+
+    ``Adamax/m/conv2d/kernel:0`` (interleaved); either way a slot's arrays come in variable order."""
+
+    def __init__(self, iterations: np.ndarray, slots: dict[str, list[np.ndarray]]) -> None:
+        self.iterations, self.slots = iterations, slots
+
+
+#: tf.keras 2's slot names -> cnnlab's, per optimizer (the same quantities as Keras 3's)
+_TF_SLOTS = {
+    "Adam": {"m": "m", "v": "v"},
+    "AdamW": {"m": "m", "v": "v"},
+    "Adamax": {"m": "momentum", "u": "norm", "v": "norm"},
+    "RMSprop": {"rms": "velocity", "velocity": "velocity", "momentum": "momentum"},
+    "SGD": {"momentum": "momentum", "m": "momentum"},
+    "Adagrad": {"accumulator": "accumulator"},
+    "Adadelta": {
+        "accum_grad": "accumulated_grad",
+        "accumulated_grad": "accumulated_grad",
+        "accum_var": "accumulated_delta_var",
+        "accumulated_delta_var": "accumulated_delta_var",
+    },
+}
+_TF_SLOT_WORDS = {word for table in _TF_SLOTS.values() for word in table} | {"vhat", "mg", "momentum_cache"}
+
+
+def _tf_slot_name(name: str) -> str | None:
+    parts = name.split(":")[0].split("/")
+    if len(parts) >= 3 and parts[1] in _TF_SLOT_WORDS:  # tf.keras 2.11+: Opt/slot/variable
+        return parts[1]
+    if parts[-1] in _TF_SLOT_WORDS:  # tf.keras <= 2.10: Opt/variable/slot
+        return parts[-1]
+    return None
 
 
 # ====================================================================== writing

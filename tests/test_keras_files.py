@@ -478,3 +478,37 @@ def test_cli_convert_reports_an_unsupported_file_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "out.cnnlab").exists()
     assert main(["convert", str(HERE / "cnn_bn.keras"), str(tmp_path / "net.onnx")]) == 1
     assert "ONNX export is not available yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", ["tf2.10", "tf2.11"])
+def test_legacy_tf_keras_optimizer_layouts(tmp_path, layout):
+    """tf.keras <= 2.10 files all of one slot, then the next (``RMSprop/conv2d/kernel/rms:0``);
+    2.11+ interleaves them (``RMSprop/velocity/conv2d/kernel:0``). Both give Keras 3's state."""
+    reference = cl.models.load_model(HERE / "gmp_rmsprop.h5").optimizer.get_state()
+    path = _legacy_copy(tmp_path)
+    with h5py.File(path, "r+") as h5:
+        group = h5["optimizer_weights"]
+        names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+        values = [group[n][()] for n in names]
+        del h5["optimizer_weights"]
+        group = h5.create_group("optimizer_weights")
+        slots = values[2:]  # Keras 3: iteration, learning_rate, then one velocity per weight
+        if layout == "tf2.10":
+            new = {"RMSprop/iter:0": values[0]} | {f"RMSprop/w{i}/kernel/rms:0": v for i, v in enumerate(slots)}
+        else:
+            new = {"iteration:0": values[0]} | {f"RMSprop/velocity/w{i}/kernel:0": v for i, v in enumerate(slots)}
+        group.attrs["weight_names"] = np.array([n.encode() for n in new])
+        for name, value in new.items():
+            group.create_dataset(name, data=value)
+    state = cl.models.load_model(path).optimizer.get_state()
+    assert int(state["iterations"]) == int(reference["iterations"]) == 3
+    np.testing.assert_array_equal(state["velocity"], reference["velocity"])
+
+
+def test_unrecognised_optimizer_layout_warns_and_starts_afresh(tmp_path):
+    path = _legacy_copy(tmp_path)
+    with h5py.File(path, "r+") as h5:
+        h5["optimizer_weights"].attrs["weight_names"] = np.array([b"something/else:0"])
+    with pytest.warns(UserWarning, match="layout cnnlab does not recognise"):
+        model = cl.models.load_model(path)
+    assert model.compiled and model.optimizer.iterations == 0

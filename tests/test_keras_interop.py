@@ -71,7 +71,15 @@ def test_keras_loads_cnnlab_file_and_predicts_the_same(tmp_path, suffix):
     assert_within(model.predict(x), theirs, 2 * prediction_bound(model, x), f"Keras on cnnlab's {suffix}")
 
 
-def test_keras_continues_cnnlab_training(tmp_path):
+OPTIMIZERS = {
+    "sgd_momentum": lambda: cl.optimizers.SGD(0.1, momentum=0.9),
+    # the learning rate at step 2 is 0.025: Keras must have the schedule and the step count
+    "sgd_schedule": lambda: cl.optimizers.SGD(cl.schedules.ExponentialDecay(0.1, 1, 0.5), momentum=0.9),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_keras_continues_cnnlab_training(tmp_path, name):
     """One Keras train_on_batch after loading equals one cnnlab step: same optimizer state."""
     model = cl.Sequential(
         [
@@ -81,7 +89,7 @@ def test_keras_continues_cnnlab_training(tmp_path):
             cl.layers.Dense(3, activation="softmax"),
         ]
     )
-    model.compile(cl.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+    model.compile(OPTIMIZERS[name](), "sparse_categorical_crossentropy")
     rng = np.random.default_rng(3)
     x, y = rng.random((8, 5, 5, 1), dtype=np.float32), rng.integers(0, 3, 8)
     for i in range(2):
