@@ -693,11 +693,13 @@ def _set_layer_weights(layer: Layer, values: list[np.ndarray], path: Path, what:
 def _place_keras_weights(h5: Any, nodes: list[_Node], path: Path, prefix: str = "layers") -> None:
     for group_name, node in _group_names(nodes):
         what = f'layer "{node.layer.name}" ({node.keras_class}, weights group {prefix}/{group_name})'
-        if node.children is not None:
-            inner = _descend(h5, f"{prefix}/{group_name}", path, what)
-            _place_keras_weights(inner, node.children, path, "layers") if inner is not None else None
-            continue
         group = _descend(h5, f"{prefix}/{group_name}", path, what)
+        if node.children is not None:  # a nested model: its layers are under <group>/layers/...
+            if group is None and node.layer.weights:
+                raise ModelFileError(f"{path}: {what}: the weights group is missing; the file is incomplete.")
+            if group is not None:
+                _place_keras_weights(group, node.children, path, "layers")
+            continue
         values = [] if group is None else _vars(group, path, what)
         _set_layer_weights(node.layer, values, path, what)
 

@@ -512,3 +512,18 @@ def test_unrecognised_optimizer_layout_warns_and_starts_afresh(tmp_path):
     with pytest.warns(UserWarning, match="layout cnnlab does not recognise"):
         model = cl.models.load_model(path)
     assert model.compiled and model.optimizer.iterations == 0
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_nested_sequential_round_trips(tmp_path, suffix):
+    """A Sequential inside a Sequential: filed under layers/sequential/layers/... as Keras does."""
+    inner = cl.Sequential([L.Conv2D(3, 3, activation="relu"), L.MaxPooling2D()], name="block")
+    model = cl.Sequential([L.Input((8, 8, 1)), inner, L.Flatten(), L.Dense(2)], name="outer")
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    model(x)
+    loaded = cl.models.load_model(model.save(tmp_path / f"nested{suffix}"))
+    assert isinstance(loaded.layers[0], cl.Sequential) and loaded.layers[0].name == "block"
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    if suffix == ".keras":
+        with zipfile.ZipFile(tmp_path / "nested.keras") as archive, h5py.File(archive.open("model.weights.h5")) as h5:
+            assert "layers/sequential/layers/conv2d/vars/0" in h5
