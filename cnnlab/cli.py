@@ -242,7 +242,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     x, y = _test_data(model, args.data)
     if not model.compiled:
         model.compile("adam", "categorical_crossentropy", ["accuracy"])
-    loss, accuracy = model.evaluate(x, cl.utils.to_categorical(y, 10), verbose=0)
+    # a Keras file may be compiled with integer labels (sparse_categorical_crossentropy) and without
+    # an accuracy metric
+    labels = y if model.loss.sparse_labels else cl.utils.to_categorical(y, 10)
+    logs = model.evaluate(x, labels, verbose=0, return_dict=True)
+    loss = logs["loss"]
+    accuracy = next((v for k, v in logs.items() if k.endswith("accuracy")), None)
+    if accuracy is None:
+        accuracy = float(np.mean(model.predict(x).argmax(-1) == y))
     print(f"{args.model}: test loss {loss:.4f}, test accuracy {accuracy:.4f} on {len(x):,} images")
 
 

@@ -34,7 +34,8 @@ pickled NumPy objects (Keras's ``.npz`` weights variant stores pickled dicts) ar
 Writing (``model.save("net.keras")`` / ``"net.h5"``) uses the conservative profile every Keras 3.x
 accepts: exactly three zip members, dtype as a string, only configuration keys Keras 3.0 already
 knew; the compile configuration and the optimizer's variables are written so that Keras's ``fit``
-continues the same optimization.
+continues the same optimization. (Checked: Keras 3.15.1 on the torch and numpy backends and Keras 3.0.5
+on jax load these files and predict the same numbers; tests/test_keras_interop.py.)
 """
 
 from __future__ import annotations

@@ -527,3 +527,13 @@ def test_nested_sequential_round_trips(tmp_path, suffix):
     if suffix == ".keras":
         with zipfile.ZipFile(tmp_path / "nested.keras") as archive, h5py.File(archive.open("model.weights.h5")) as h5:
             assert "layers/sequential/layers/conv2d/vars/0" in h5
+
+
+def test_cli_evaluate_a_keras_file_with_integer_labels_and_no_metric(tmp_path, tiny_data, capsys):
+    from cnnlab.cli import main
+
+    model = cl.Sequential([L.Input((28, 28, 1)), L.Flatten(), L.Dense(10, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")  # as many Keras files are
+    path = model.save(tmp_path / "net.keras")
+    assert main(["evaluate", str(path), "--data", str(tiny_data)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
