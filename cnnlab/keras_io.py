@@ -456,6 +456,19 @@ def _inbound_names(layer_entry: dict[str, Any]) -> list[str] | None:
     return names
 
 
+def _build(entry: Any, path: Path) -> tuple[Sequential, list[_Node]]:
+    """:func:`model_from_keras_config`, with a damaged description (a value of the wrong type where
+    Keras writes another) reported as a ModelFileError rather than a traceback."""
+    try:
+        return model_from_keras_config(entry, path)
+    except ModelFileError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(
+            f"{path}: the model description is damaged ({type(exc).__name__}: {exc}); it is not what Keras writes."
+        ) from exc
+
+
 def _chain_from_functional(entry: dict[str, Any], where: _Where) -> tuple[Sequential, list[_Node]]:
     cfg = entry.get("config")
     unsupported = where.error(
@@ -608,7 +621,7 @@ def load_keras(path: str | os.PathLike[str], compile: bool = True) -> Sequential
         if "config.json" not in names:
             raise ModelFileError(f"{path}: a zip archive, but not a .keras model (no config.json inside).")
         entry = _read_json_member(archive, "config.json", path)
-        model, nodes = model_from_keras_config(entry, path)
+        model, nodes = _build(entry, path)
         if "model.weights.h5" in names:
             weights = _read_member(archive, "model.weights.h5", path)
             h5py = _h5py()
@@ -921,7 +934,7 @@ def load_h5(path: str | os.PathLike[str], compile: bool = True) -> Sequential:
                 f"{path}: an HDF5 file without a model_config attribute: it holds weights only (model.save_weights), "
                 "not a whole model."
             )
-        model, nodes = model_from_keras_config(entry, path)
+        model, nodes = _build(entry, path)
         root = _child(h5, "model_weights", path, "weights") if "model_weights" in h5 else h5
         _place_h5_weights(root, nodes, path)
         training = _json_attr(h5, "training_config", path) if compile else None

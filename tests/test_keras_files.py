@@ -537,3 +537,18 @@ def test_cli_evaluate_a_keras_file_with_integer_labels_and_no_metric(tmp_path, t
     path = model.save(tmp_path / "net.keras")
     assert main(["evaluate", str(path), "--data", str(tiny_data)]) == 0
     assert "test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda c: c["config"].update(layers="not a list"),
+        lambda c: c["config"]["layers"][1].update(config=["odd"]),
+        lambda c: c["config"]["layers"][1]["config"].update(filters="many"),
+        lambda c: c.update(class_name=7),
+        lambda c: c["config"]["layers"][2]["inbound_nodes"].append({"args": "x"}),
+    ],
+)
+def test_damaged_descriptions_get_a_model_file_error(tmp_path, edit):
+    with pytest.raises(ModelFileError, match="edited.keras"):
+        cl.models.load_model(_edited_keras(tmp_path, edit, "resume_sgd.keras"))
