@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
         ("trace", "shape of every layer's output on the training images"),
     ):
         cmd = _command(sub, name, help_text, f"cnnlab {name} net2.cnnlab")
-        cmd.add_argument("model", metavar="MODEL", help="a file written by 'cnnlab train' or model.save()")
+        cmd.add_argument(
+            "model", metavar="MODEL", help="a .cnnlab file (cnnlab train, model.save()) or a Keras .keras/.h5 file"
+        )
         if name != "summary":
             cmd.add_argument("--data", default=None, help="folder with the Fashion-MNIST IDX files")
         if name == "trace":
@@ -240,7 +242,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     x, y = _test_data(model, args.data)
     if not model.compiled:
         model.compile("adam", "categorical_crossentropy", ["accuracy"])
-    loss, accuracy = model.evaluate(x, cl.utils.to_categorical(y, 10), verbose=0)
+    # a Keras file may be compiled with integer labels (sparse_categorical_crossentropy) and without
+    # an accuracy metric
+    labels = y if model.loss.sparse_labels else cl.utils.to_categorical(y, 10)
+    logs = model.evaluate(x, labels, verbose=0, return_dict=True)
+    loss = logs["loss"]
+    accuracy = next((v for k, v in logs.items() if k.endswith("accuracy")), None)
+    if accuracy is None:
+        accuracy = float(np.mean(model.predict(x).argmax(-1) == y))
     print(f"{args.model}: test loss {loss:.4f}, test accuracy {accuracy:.4f} on {len(x):,} images")
 
 
@@ -486,8 +495,12 @@ def _export_onnx(model: Any, path: str) -> Any:
 
 
 #: ``cnnlab convert``: how to read IN and write OUT, by file suffix (lower case)
-_READERS: dict[str, Callable[[str], Any]] = {".cnnlab": _load}
-_WRITERS: dict[str, Callable[[Any, str], Any]] = {".cnnlab": _save_cnnlab, ".onnx": _export_onnx}
+_READERS: dict[str, Callable[[str], Any]] = {suffix: _load for suffix in (".cnnlab", ".keras", ".h5", ".hdf5")}
+#: save_model chooses cnnlab's format or Keras's (.keras, .h5) by the suffix itself
+_WRITERS: dict[str, Callable[[Any, str], Any]] = {
+    **{suffix: _save_cnnlab for suffix in (".cnnlab", ".keras", ".h5", ".hdf5")},
+    ".onnx": _export_onnx,
+}
 
 
 def _by_suffix(table: dict[str, Any], path: str, role: str) -> Any:

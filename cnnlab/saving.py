@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import models, optimizers
+from cnnlab import keras_io, models, optimizers
 
 # NotRegularFileError is re-exported: what save_model raises for a directory, FIFO, device or socket
 from cnnlab._atomic import NotRegularFileError as NotRegularFileError
@@ -73,6 +73,9 @@ def _path_argument(path: Any, what: str) -> Path:
 def save_model(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (a built ``Sequential`` or functional ``Model``) to ``path``; returns ``path``.
 
+    The suffix chooses the format: ``.keras`` writes a Keras 3 file and ``.h5`` / ``.hdf5`` a legacy
+    Keras HDF5 file (:mod:`cnnlab.keras_io`); every other suffix writes cnnlab's own format.
+
     Atomic: the old file at ``path`` is replaced only by a complete new one, keeping its mode
     and owner; a symlink is written through. Raises ``OSError`` naming ``path`` when it cannot
     be written (``NotRegularFileError``, also a ``ValueError``, when it is a directory, FIFO,
@@ -81,6 +84,9 @@ def save_model(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any
     target = _path_argument(path, "save_model")
     if metadata is not None and not isinstance(metadata, dict):
         raise ArgumentTypeError(f"save_model: expected metadata to be a dict, received {type(metadata).__name__}.")
+    writer = keras_io.writer_for(target)
+    if writer is not None:
+        return writer(model, target, metadata)
     if not model.built:
         raise InvalidArgumentError(
             f'save_model: model "{model.name}" is not built yet, so it has no weights to save. '
@@ -183,8 +189,19 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> Any:
 
     The result predicts bit-identically to the saved model; with ``compile=True`` (the
     default) it is compiled again and ``fit`` continues from the saved optimizer state.
+    Files written by Keras (``.keras``, legacy ``.h5`` / ``.hdf5``) are recognised by their
+    content and read by :mod:`cnnlab.keras_io`.
     """
     path = _path_argument(path, "load_model")
+    kind = keras_io.keras_kind(path) if path.is_file() else None
+    if kind == "keras":
+        return keras_io.load_keras(path, compile=compile)
+    if kind == "h5":
+        return keras_io.load_h5(path, compile=compile)
+    if path.suffix.lower() in keras_io.H5_SUFFIXES and path.is_file():
+        raise ModelFileError(
+            f"{path}: not an HDF5 file (its signature is missing); it may be truncated or of another kind."
+        )
     with _open(path) as archive:
         manifest = _manifest(archive, path)
         try:

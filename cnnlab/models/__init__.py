@@ -18,7 +18,8 @@ _file_reader: Any = None
 
 
 def load_model(path: Any, compile: bool = True) -> Any:
-    """Load a model written by ``model.save(path)`` (``keras.models.load_model``)."""
+    """Load a model written by ``model.save(path)``, or a Keras ``.keras`` / ``.h5`` file
+    (``keras.models.load_model``; see :mod:`cnnlab.keras_io`)."""
     return _file_reader(path, compile=compile)
 
 

@@ -1,0 +1,59 @@
+"""Load every Keras model file in ../shared/keras-models/ (files others committed to GitHub, kept
+outside this repository), predict on the inputs of its ``.expected.npz`` and compare with the
+predictions real Keras made; prints one table row per file.
+
+    python benchmarks/keras_models_validation.py [FOLDER]
+
+Not a timing benchmark: it checks that cnnlab reads real-world files and computes their numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import cnnlab as cl
+from cnnlab.errors import ModelFileError
+
+DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "keras-models"
+SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def check(path: Path) -> tuple[str, str, str]:
+    expected = np.load(path.with_name(path.name + ".expected.npz"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = cl.models.load_model(path)
+        except ModelFileError as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            return "unsupported", reason, ""
+    got = model.predict(expected["x"])
+    diff = float(np.abs(got.astype(np.float64) - expected["y"]).max())
+    if model.compiled:
+        steps = model.optimizer.iterations
+        note = f"compiled, {type(model.optimizer).__name__} " + (
+            f"state restored at step {steps}" if steps else "state not restored"
+        )
+    else:
+        note = "; ".join(str(w.message).removeprefix(f"{path}: ").split(". Compile it yourself")[0] for w in caught)
+    return "loaded", note, f"{diff:.3g}"
+
+
+def main(folder: Path) -> int:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
+    rows = [(p.name, *check(p)) for p in files]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'file':<{width}}  {'status':<11}  {'max abs diff':>12}  notes")
+    for name, status, note, diff in rows:
+        print(f"{name:<{width}}  {status:<11}  {diff:>12}  {note}")
+    loaded = sum(r[1] == "loaded" for r in rows)
+    print(f"\n{loaded} of {len(rows)} files loaded")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT))

@@ -1,0 +1,109 @@
+"""Files cnnlab writes, loaded by real Keras 3 (the ``interop`` extra: ``pip install -e '.[interop]'``).
+
+Keras runs in a subprocess (its backend is chosen by KERAS_BACKEND before it is imported): the
+``numpy`` backend, which needs only scipy, for predictions; the ``torch`` backend, when torch is
+installed, for one training step. ``CNNLAB_KERAS_PYTHON`` may name another interpreter that has
+Keras (e.g. a separate virtual environment). Skipped, with the reason, where Keras is absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cnnlab as cl
+from tests.numerics import a64, assert_within, gamma, unit_roundoff
+from tests.test_keras_files import prediction_bound, small_model
+
+KERAS_PYTHON = os.environ.get("CNNLAB_KERAS_PYTHON") or (sys.executable if importlib.util.find_spec("keras") else None)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        KERAS_PYTHON is None,
+        reason="Keras is not installed: pip install -e '.[interop]' (or set CNNLAB_KERAS_PYTHON to a Python with it)",
+    ),
+]
+U = unit_roundoff("float32")
+
+PREDICT = """
+import sys, numpy as np, keras
+model = keras.saving.load_model(sys.argv[1])
+data = np.load(sys.argv[2])
+np.save(sys.argv[3], keras.ops.convert_to_numpy(model.predict(data["x"], verbose=0)))
+"""
+
+TRAIN = """
+import sys, numpy as np, keras
+model = keras.saving.load_model(sys.argv[1])
+data = np.load(sys.argv[2])
+model.train_on_batch(data["x"], data["y"])
+np.savez(sys.argv[3], *[keras.ops.convert_to_numpy(w) for w in model.get_weights()],
+         iterations=keras.ops.convert_to_numpy(model.optimizer.iterations))
+"""
+
+
+def run_keras(script: str, backend: str, *args: Path) -> None:
+    # CNNLAB_KERAS_BACKEND overrides the numpy backend of the predictions (e.g. torch without scipy)
+    backend = os.environ.get("CNNLAB_KERAS_BACKEND", backend) if backend == "numpy" else backend
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    done = subprocess.run(
+        [KERAS_PYTHON, "-c", script, *map(str, args)], env=env, capture_output=True, text=True, timeout=600
+    )
+    if backend == "torch" and "No module named 'torch'" in done.stderr:
+        pytest.skip("torch is not installed with Keras: the training check needs Keras's torch backend")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras_loads_cnnlab_file_and_predicts_the_same(tmp_path, suffix):
+    model = small_model(dropout=True)
+    path = model.save(tmp_path / f"net{suffix}")
+    x = np.random.default_rng(5).random((4, 8, 8, 2), dtype=np.float32)
+    np.savez(tmp_path / "data.npz", x=x)
+    run_keras(PREDICT, "numpy", path, tmp_path / "data.npz", tmp_path / "keras.npy")
+    theirs = np.load(tmp_path / "keras.npy")
+    assert_within(model.predict(x), theirs, 2 * prediction_bound(model, x), f"Keras on cnnlab's {suffix}")
+
+
+OPTIMIZERS = {
+    "sgd_momentum": lambda: cl.optimizers.SGD(0.1, momentum=0.9),
+    # the learning rate at step 2 is 0.025: Keras must have the schedule and the step count
+    "sgd_schedule": lambda: cl.optimizers.SGD(cl.schedules.ExponentialDecay(0.1, 1, 0.5), momentum=0.9),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_keras_continues_cnnlab_training(tmp_path, name):
+    """One Keras train_on_batch after loading equals one cnnlab step: same optimizer state."""
+    model = cl.Sequential(
+        [
+            cl.layers.Input((5, 5, 1)),
+            cl.layers.Conv2D(2, 2, activation="relu"),
+            cl.layers.Flatten(),
+            cl.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.compile(OPTIMIZERS[name](), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(3)
+    x, y = rng.random((8, 5, 5, 1), dtype=np.float32), rng.integers(0, 3, 8)
+    for i in range(2):
+        model.train_on_batch(x[i::2], y[i::2])
+    path = model.save(tmp_path / "net.keras")
+    np.savez(tmp_path / "batch.npz", x=x, y=y)
+    run_keras(TRAIN, "torch", path, tmp_path / "batch.npz", tmp_path / "after.npz")
+    start = model.get_weights()
+    model.train_on_batch(x, y)
+    after = np.load(tmp_path / "after.npz")
+    assert int(after["iterations"]) == 3
+    k = 8 * 4 * 4  # the longest gradient sum: batch x conv positions (see test_keras_files)
+    for i, (mine, before) in enumerate(zip(model.get_weights(), start, strict=True)):
+        theirs = after[f"arr_{i}"]
+        step = a64(theirs - before).max()
+        bound = 2 * gamma(k, "float32") * k * max(step, 1e-6) + 4 * U * a64(theirs)
+        assert_within(mine, theirs, bound, f"weight {i} after Keras's step")
