@@ -46,15 +46,14 @@ def image_png(image: np.ndarray, top: float) -> str:
     return _png(np.round(gray * 255), "L")
 
 
-def overlay_png(heatmap: np.ndarray) -> str:
-    """``heatmap: (H, W)`` as a transparent red-yellow layer (the model page's colours): each value
-    divided by the largest magnitude, ``h`` in [0, 1] drawn as ``rgba(255, 200(1-h), 0, 0.6h)``; ``h``
-    is rounded to 1/64 so the PNG compresses (a difference no eye sees in a 28x28 overlay)."""
+def heatmap_png(heatmap: np.ndarray, levels: int = 32) -> str:
+    """``heatmap: (H, W)`` as a grey PNG: each value's magnitude divided by the largest, rounded to
+    ``1/levels`` (the page draws it as a red-yellow overlay of opacity ``0.6 h``, where 1/32 steps
+    are invisible; the rounding roughly halves the PNG of a noisy saliency map)."""
     h = np.abs(np.asarray(heatmap, np.float64))
     top = float(h.max())
-    h = np.round((h / top if top > 0 else h) * 64) / 64
-    rgba = np.stack([np.full_like(h, 255), 200 * (1 - h), np.zeros_like(h), 0.6 * 255 * h], axis=-1)
-    return _png(np.round(rgba), "RGBA")
+    h = np.round((h / top if top > 0 else h) * levels) / levels
+    return _png(np.round(h * 255), "L")
 
 
 def attribution_method(model: Any, input_shape: tuple[int, ...]) -> str:
@@ -79,7 +78,8 @@ def net_data(
     **extra: Any,
 ) -> dict[str, Any]:
     """One network's part of the page: its confusion matrix, the test indices shown per
-    off-diagonal cell (the first ``per_cell``), and the explanation of each shown image.
+    off-diagonal cell (the first ``per_cell``), and the explanation of each shown image (its
+    ``"note"``: an index into ``"notes"``).
 
     ``images: (N, H, W, C)`` as the model takes them, ``labels``/``predicted``: ``(N,)`` class numbers.
     ``extra`` (accuracy, loss, ...) is copied into the data as given."""
@@ -92,6 +92,7 @@ def net_data(
     method = attribution_method(model, images.shape[1:])
     cells: dict[str, list[int]] = {}
     explained: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []  # the notes differ only by class: each is stored once
     for t in range(k):
         for p in range(k):
             if t == p or confusion[t, p] == 0:
@@ -100,14 +101,16 @@ def net_data(
             cells[f"{t},{p}"] = [int(i) for i in shown]
             for i in shown:
                 result = explain_prediction(model, images[i], method=method, class_names=class_names)
+                if result.note not in notes:
+                    notes.append(result.note)
                 explained[str(int(i))] = {
-                    "heat": overlay_png(result.heatmap),
+                    "heat": heatmap_png(result.heatmap),
                     "class": int(result.class_index),
                     "score": round(float(result.score), 4),
                     "kind": result.score_kind,
                     "p": round(float(result.probabilities[result.class_index]), 4),
                     "layer": result.layer_name,
-                    "note": result.note,
+                    "note": notes.index(result.note),
                 }
     return {
         "name": name,
@@ -115,6 +118,7 @@ def net_data(
         "confusion": confusion.tolist(),
         "cells": cells,
         "explained": explained,
+        "notes": notes,
         **extra,
     }
 
@@ -227,7 +231,7 @@ _STYLE = r"""
 #__ROOT__ .cl-thumbs figure.sel img{outline:3px solid #d62728}
 #__ROOT__ img.px{image-rendering:pixelated;border:1px solid #ccc}
 #__ROOT__ .cl-stack{position:relative;display:inline-block;margin-right:.8em}
-#__ROOT__ .cl-stack img.heat{position:absolute;left:0;top:0;border-color:transparent}
+#__ROOT__ .cl-stack canvas.cl-heat{position:absolute;left:1px;top:1px;pointer-events:none}
 #__ROOT__ .cl-explanation{max-width:40em}
 """
 
@@ -246,15 +250,25 @@ const $ = s => root.querySelector(s);
 const R = __DATA__;
 const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
 const img = (src, size, cls) => { const i = el("img", "px" + (cls ? " " + cls : "")); i.src = src; i.width = size; i.height = size; return i; };
+// the heatmap (a grey PNG, h = value/255) painted as the model page's overlay: rgba(255, 200(1-h), 0, 0.6h)
+function paint(canvas, src){ const im = new Image();
+  im.onload = () => { const c = document.createElement("canvas"); c.width = im.width; c.height = im.height;
+    const g = c.getContext("2d"); g.drawImage(im, 0, 0); const d = g.getImageData(0, 0, c.width, c.height).data;
+    const out = canvas.getContext("2d"), s = canvas.width / im.width;
+    for (let r = 0; r < im.height; r++) for (let q = 0; q < im.width; q++){ const h = d[4 * (r * im.width + q)] / 255;
+      out.fillStyle = `rgba(255,${Math.round(200 * (1 - h))},0,${0.6 * h})`; out.fillRect(q * s, r * s, s, s); }
+    canvas.dataset.painted = "1"; };
+  im.src = src; }
 const METHOD = {grad_cam: "Grad-CAM", saliency: "saliency"};
 function explain(box, net, idx){ const e = net.explained[idx], im = R.images[idx], C = R.classes; box.innerHTML = "";
   box.appendChild(el("h3", "", `${net.name}: test image #${idx}, true ${C[im.true]}, predicted ${C[e.class]} (p = ${e.p})`));
   const pics = el("div"); pics.appendChild(img(im.png, 168));
-  const stack = el("span", "cl-stack"); stack.appendChild(img(im.png, 168)); stack.appendChild(img(e.heat, 168, "heat"));
+  const stack = el("span", "cl-stack"); stack.appendChild(img(im.png, 168));
+  const over = el("canvas", "cl-heat"); over.width = over.height = 168; stack.appendChild(over); paint(over, e.heat);
   pics.appendChild(stack); box.appendChild(pics);
   const where = e.layer ? `on layer "${e.layer}"` : "on the input pixels (the network has no spatial layer)";
   box.appendChild(el("div", "note", `left: the image; right: ${METHOD[net.method] || net.method} ${where}, red = most evidence for "${C[e.class]}"`));
-  box.appendChild(el("pre", "cl-expl-text", `${METHOD[net.method] || net.method} ${where}; score = ${e.kind} ${e.score} of class ${e.class} (${C[e.class]})\n${e.note}`)); }
+  box.appendChild(el("pre", "cl-expl-text", `${METHOD[net.method] || net.method} ${where}; score = ${e.kind} ${e.score} of class ${e.class} (${C[e.class]})\n${net.notes[e.note]}`)); }
 function showCell(part, net, t, p){ const C = R.classes, thumbs = part.querySelector(".cl-thumbs"), box = part.querySelector(".cl-explanation");
   part.querySelectorAll("td.sel").forEach(td => td.classList.remove("sel"));
   part.querySelector(`td[data-t="${t}"][data-p="${p}"]`).classList.add("sel");
@@ -280,7 +294,7 @@ R.nets.forEach((net, k) => { const part = el("div", "cl-net"); part.id = P + "ne
   const left = el("div"), right = el("div");
   const acc = net.accuracy === undefined || net.accuracy === null ? "" : `: test accuracy ${net.accuracy.toFixed(4)}`;
   left.appendChild(el("h2", "", `${net.name}${acc}`)); left.appendChild(matrix(net, part));
-  left.appendChild(el("div", "note", `rows: true class, columns: predicted class; explanations: ${METHOD[net.method] || net.method} of the predicted class`));
+  left.appendChild(el("div", "note", `rows: true class, columns: predicted class; explanations: ${METHOD[net.method] || net.method} of the predicted class, precomputed by cl.explain_prediction`));
   right.appendChild(el("h3", "cl-cell-title", "click a red number"));
   right.appendChild(el("div", "cl-thumbs")); right.appendChild(el("div", "cl-explanation"));
   part.appendChild(left); part.appendChild(right); $(".cl-nets").appendChild(part); });
