@@ -267,7 +267,7 @@ function explain(box, net, idx){ const e = net.explained[idx], im = R.images[idx
   const over = el("canvas", "cl-heat"); over.width = over.height = 168; stack.appendChild(over); paint(over, e.heat);
   pics.appendChild(stack); box.appendChild(pics);
   const where = e.layer ? `on layer "${e.layer}"` : "on the input pixels (the network has no spatial layer)";
-  box.appendChild(el("div", "note", `left: the image; right: ${METHOD[net.method] || net.method} ${where}, red = most evidence for "${C[e.class]}"`));
+  box.appendChild(el("div", "note", `left: the image; right: ${METHOD[net.method] || net.method} ${where}, red = ${net.method === "saliency" ? "largest |d score / d pixel|" : `most evidence for "${C[e.class]}"`}`));
   box.appendChild(el("pre", "cl-expl-text", `${METHOD[net.method] || net.method} ${where}; score = ${e.kind} ${e.score} of class ${e.class} (${C[e.class]})\n${net.notes[e.note]}`)); }
 function showCell(part, net, t, p){ const C = R.classes, thumbs = part.querySelector(".cl-thumbs"), box = part.querySelector(".cl-explanation");
   part.querySelectorAll("td.sel").forEach(td => td.classList.remove("sel"));

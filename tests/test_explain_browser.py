@@ -221,6 +221,12 @@ def test_model_page_overlays_grad_cam_and_saliency_from_the_cli(browser, tmp_pat
     assert visible > 0 and count == visible * scale * scale
     toggles[0].click()
     assert page.evaluate(painted)[0] == 0
+    # the "how did this weight change" panel: explain_gradient's text, another weight on request
+    choices = data["model"]["weights"]["choices"]
+    assert page.text_content(".cl-weight-text") == choices[0]["text"]
+    assert "How did this weight change" in page.inner_text(".cl-weights")
+    page.select_option(".cl-weight-pick", "2")
+    assert page.text_content(".cl-weight-text") == choices[2]["text"] != choices[0]["text"]
     assert errors == []
 
 
