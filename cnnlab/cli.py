@@ -461,9 +461,50 @@ def _explain_model(args: argparse.Namespace) -> None:
             page = {"title": title, "layers": panels}
         else:
             page = views.model_page(
-                model, image, title, names, int(y_test[args.index]), overlays=_attribution_overlays(model, image)
+                model,
+                image,
+                title,
+                names,
+                int(y_test[args.index]),
+                overlays=_attribution_overlays(model, image),
+                weights=_weight_panel(model, x_test, y_test, args.index),
             )
         print(f"page written to {views.write_html(Path(args.html), page)}")
+
+
+#: images in the model page's training batch: the shown test image and the ones after it
+WEIGHT_BATCH = 8
+
+
+def weight_batch(n_images: int, index: int, size: int = WEIGHT_BATCH) -> list[int]:
+    """The test images of the model page's weight panel: ``index`` and the next ones (wrapping)."""
+    return [(index + k) % n_images for k in range(min(size, n_images))]
+
+
+def _weight_panel(model: Any, x_test: np.ndarray, y_test: np.ndarray, index: int) -> dict[str, Any] | None:
+    """One training step on a small batch (the shown image and the next ones), explained for a
+    few weights; the model's own optimizer and loss when the file has them, else Adam and
+    categorical cross-entropy (as ``cnnlab train``). None when the model has no Conv2D/Dense."""
+    from cnnlab import explain_views as views
+    from cnnlab.utils import to_categorical
+
+    if not views.default_weight_picks(model):
+        return None
+    own = model.compiled
+    if not own:
+        model.compile("adam", "categorical_crossentropy")
+    batch = weight_batch(len(x_test), index)
+    x = x_test[batch].reshape(-1, 28, 28, 1).astype(np.float64) * float(model.metadata.get("input_scale", 1.0))
+    labels = np.asarray(y_test[batch], dtype=np.int64)
+    y = labels if "sparse" in model.loss.name else to_categorical(labels, int(model.output_shape[-1]))
+    opt = type(model.optimizer).__name__
+    note = (
+        f"One training step on a batch of {len(batch)} test images (#{', #'.join(map(str, batch))}: the shown one "
+        f"and the next ones) with their labels; loss {model.loss.name}, optimizer {opt} "
+        + ("(the model file's own, with its saved state)" if own else "(Adam: the file has no optimizer)")
+        + ". Each weight is the entry of its array with the largest |gradient|; the model is not changed."
+    )
+    return views.weight_change_panel(model, x, y, note)
 
 
 def _attribution_overlays(model: Any, image: np.ndarray) -> list[dict[str, Any]]:

@@ -330,6 +330,7 @@ def model_page(
     class_names: list[str] | None = None,
     true_class: int | None = None,
     overlays: list[dict[str, Any]] | None = None,
+    weights: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Page data for the whole-model view of one ``image: (H, W, C)``: a detailed panel per
     Conv2D/pooling layer (click a cell: its arithmetic), and ``"model"``: the input image, every
@@ -338,7 +339,8 @@ def model_page(
     order, and the last layer's outputs (class probabilities after softmax).
 
     ``overlays``: ``[{"name": "Grad-CAM", "heatmap": (H, W) values in [0, 1]}, ...]`` drawn over the
-    input image on request (a checkbox each); attribution methods fill it."""
+    input image on request (a checkbox each); attribution methods fill it. ``weights``: the
+    "how did this weight change" panel, from :func:`weight_change_panel`."""
     from cnnlab.explain import receptive_fields, trace
     from cnnlab.layers import AveragePooling2D, Conv2D, Flatten, MaxPooling2D
 
@@ -391,8 +393,51 @@ def model_page(
             "stages": stages,
             "outputs": outputs,
             "overlays": [{"name": o["name"], "heatmap": _json_grid(np.asarray(o["heatmap"]))} for o in overlays or []],
+            "weights": weights,
         },
     }
+
+
+def default_weight_picks(model: Any) -> list[tuple[str, str]]:
+    """The weights the model page explains by default, as ``(layer name, "kernel" | "bias")``: the
+    kernel and bias of the first Conv2D and of the last Dense layer (of the first Dense when the
+    model has no Conv2D), trainable ones only; :func:`cnnlab.explain_gradient` writes the terms
+    for exactly these two layer types."""
+    leaves = [(layer, on) for layer, on in model._leaves() if type(layer).__name__ in ("Conv2D", "Dense")]
+    convs = [pair for pair in leaves if type(pair[0]).__name__ == "Conv2D"]
+    denses = [pair for pair in leaves if type(pair[0]).__name__ == "Dense"]
+    chosen = [*convs[:1], *(denses[-1:] if convs else denses[:1])]
+    return [
+        (layer.name, weight)
+        for layer, on in chosen
+        for weight in ("kernel", "bias")
+        if weight in layer._weights and weight in layer.trainable_keys(on)
+    ]
+
+
+def weight_change_panel(
+    model: Any, x: np.ndarray, y: np.ndarray, note: str, picks: list[tuple[str, str]] | None = None
+) -> dict[str, Any]:
+    """The model page's "how did this weight change" panel: :func:`cnnlab.explain_gradient` on the
+    batch ``x: (N, H, W, C)``, ``y`` (labels as the model's loss takes them) for each ``(layer name,
+    weight)`` of ``picks`` (default :func:`default_weight_picks`), each at the entry with the largest
+    |gradient|; the text of each result is stored as it prints. ``note`` says what the batch is.
+    The model must be compiled (its optimizer makes the update); nothing of it changes."""
+    from cnnlab.backprop import explain_gradient
+
+    choices = []
+    for layer_name, weight in default_weight_picks(model) if picks is None else picks:
+        result = explain_gradient(model, x, y, layer_name=layer_name, weight=weight, at=None)
+        choices.append(
+            {
+                "label": f"{layer_name}.{weight}[{', '.join(map(str, result.at))}]",
+                "layer": layer_name,
+                "weight": weight,
+                "at": list(result.at),
+                "text": str(result),
+            }
+        )
+    return {"note": note, "choices": choices}
 
 
 # ----------------------------------------------------------------- notebook display
@@ -514,6 +559,7 @@ _STYLE = r"""
 #__ROOT__ .cl-prob .bar{height:.9em;background:#4c78a8}
 #__ROOT__ .cl-prob.pred{font-weight:bold}
 #__ROOT__ .cl-side{min-width:16em}
+#__ROOT__ pre.cl-weight-text{background:#f6f6f6;padding:.8em;white-space:pre-wrap;max-width:70em;font-size:.85em}
 """
 
 _FRAGMENT = r"""<div class="cnnlab-view" id="__ROOT__" tabindex="0">
@@ -525,6 +571,7 @@ _FRAGMENT = r"""<div class="cnnlab-view" id="__ROOT__" tabindex="0">
 <p class="note">Click or hover an output cell to see its window and arithmetic; arrow keys move between cells.
 Hatched cells are padding.</p>
 <pre class="cl-arith" id="__PREFIX__arith"></pre>
+<div class="cl-weights" id="__PREFIX__weights"></div>
 <script>
 (function(){
 const root = document.getElementById("__ROOT__"), P = "__PREFIX__";
@@ -675,8 +722,15 @@ function controls(){ const box = $(".cl-controls"); box.innerHTML = "";
 // a whole page listens to the document; an embedded view only while it has the focus (a click in it)
 (P ? root : document).addEventListener("keydown", ev => { const d = {ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1]}[ev.key];
   if (d){ ev.preventDefault(); select(sel[0] + d[0], sel[1] + d[1]); } });
+// ---- "how did this weight change": explain_gradient's text for a few precomputed weights
+function weightPanel(){ const W = PAGE.model && PAGE.model.weights; if (!W || !W.choices.length) return; const box = $(".cl-weights");
+  box.appendChild(el("h3", "", "How did this weight change in one training step?")); box.appendChild(el("div", "note", W.note));
+  const text = el("pre", "cl-weight-text"); const s = document.createElement("select"); s.className = "cl-weight-pick"; s.id = P + "weight-pick";
+  W.choices.forEach((c, k) => s.add(new Option(c.label, k))); s.onchange = () => { text.textContent = W.choices[+s.value].text; };
+  box.appendChild(s); box.appendChild(text); text.textContent = W.choices[0].text; }
 $(".cl-title").textContent = PAGE.title;
 overview();
+weightPanel();
 if (PAGE.layers.length){ cur = PAGE.layers[0]; if (PAGE.at) sel = [PAGE.at[0], PAGE.at[1], PAGE.at[2] || 0]; controls(); render(); }
 })();
 </script></div>"""

@@ -60,6 +60,7 @@ REPORT_FILES = (
     "learning_curves.png",
     "confusion_matrices.png",
     "misclassified_net2.png",
+    "report.html",
 )
 
 
@@ -267,8 +268,10 @@ def write_report(
     trace: list[tuple[str, tuple[int, ...]]],
     settings: dict[str, Any],
 ) -> list[Path]:
-    """results.json, both trained models, and the three pictures; every file written atomically."""
-    from cnnlab import plots
+    """results.json, both trained models, the three pictures and the page form of the report
+    (``report.html``: clickable confusion matrices, see :mod:`cnnlab.report_page`); every file
+    written atomically."""
+    from cnnlab import plots, report_page
 
     r1, r2 = results
     names = cl.datasets.fashion_mnist.class_names
@@ -300,4 +303,14 @@ def write_report(
             "net2: misclassified test images",
         )
     )
+    page = report_page.lecture_page_data(
+        models,
+        results,
+        data.XX,
+        data.labels_test,
+        list(names),
+        comparison_table(r1, r2),
+        {"learning curves": out_dir / "learning_curves.png"},
+    )
+    written.append(report_page.write_report_page(out_dir / "report.html", page))
     return written

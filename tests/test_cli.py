@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -21,6 +22,7 @@ REPORT_FILES = [
     "misclassified_net2.png",
     "net1.cnnlab",
     "net2.cnnlab",
+    "report.html",
     "results.json",
 ]
 
@@ -40,6 +42,14 @@ def test_lecture_quick_on_tiny_data(tiny_data, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == REPORT_FILES  # and no temporary files left
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    # the page form: both confusion matrices, the same counts as results.json
+    page = (out / "report.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r"const R = (\{.*?\});\n", page, re.S).group(1))
+    assert [net["name"] for net in data["nets"]] == ["net1", "net2"]
+    for net in data["nets"]:
+        assert net["confusion"] == results[net["name"]]["confusion"]
+        assert net["accuracy"] == pytest.approx(results[net["name"]]["test_accuracy"], abs=1e-6)
+    assert [net["method"] for net in data["nets"]] == ["saliency", "grad_cam"]
 
 
 @pytest.fixture

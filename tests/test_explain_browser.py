@@ -221,4 +221,54 @@ def test_model_page_overlays_grad_cam_and_saliency_from_the_cli(browser, tmp_pat
     assert visible > 0 and count == visible * scale * scale
     toggles[0].click()
     assert page.evaluate(painted)[0] == 0
+    # the "how did this weight change" panel: explain_gradient's text, another weight on request
+    choices = data["model"]["weights"]["choices"]
+    assert page.text_content(".cl-weight-text") == choices[0]["text"]
+    assert "How did this weight change" in page.inner_text(".cl-weights")
+    page.select_option(".cl-weight-pick", "2")
+    assert page.text_content(".cl-weight-text") == choices[2]["text"] != choices[0]["text"]
+    assert errors == []
+
+
+def test_lecture_report_page_cell_images_and_explanation(browser, tiny_data, tmp_path, capsys):
+    """``cnnlab lecture`` writes report.html: click an off-diagonal cell of each confusion matrix,
+    then one of its images: the explanation appears (Grad-CAM on a named layer for the CNN,
+    saliency for the MLP), its heatmap painted, with no page errors."""
+    import json
+    import re
+
+    out = tmp_path / "report"
+    assert cli.main(["lecture", "--quick", "--data", str(tiny_data), "--out", str(out), "--verbose", "0"]) == 0
+    page_file = out / "report.html"
+    assert page_file.stat().st_size < 3_000_000
+    data = json.loads(re.search(r"const R = (\{.*?\});\n", page_file.read_text(encoding="utf-8"), re.S).group(1))
+    results = json.loads((out / "results.json").read_text())
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(page_file.as_uri())
+    for k, net in enumerate(data["nets"]):
+        part = f"#cnnlab-report-net-{k}"
+        # the matrix on the page shows results.json's counts
+        shown = [
+            [int(td.inner_text()) for td in tr.query_selector_all("td")]
+            for tr in page.query_selector_all(f"{part} table.cl-confusion tr")[1:]
+        ]
+        assert shown == results[net["name"]]["confusion"]
+        t, p = next((t, p) for t in range(10) for p in range(10) if t != p and shown[t][p] > 0)
+        page.click(f'{part} td[data-t="{t}"][data-p="{p}"]')
+        figures = page.query_selector_all(f"{part} .cl-thumbs figure")
+        assert [int(f.get_attribute("data-index")) for f in figures] == net["cells"][f"{t},{p}"]
+        assert len(figures) == min(shown[t][p], 12)
+        figures[0].click()
+        text = page.inner_text(f"{part} .cl-explanation")
+        index = figures[0].get_attribute("data-index")
+        assert f"test image #{index}" in text and f"true {data['classes'][t]}, predicted {data['classes'][p]}" in text
+        if net["method"] == "grad_cam":
+            layer = net["explained"][index]["layer"]
+            assert layer and f'Grad-CAM on layer "{layer}"' in text
+        else:
+            assert "saliency on the input pixels" in text and "Saliency: |d score / d x|" in text
+        assert "pre-softmax logit" in text
+        page.wait_for_selector(f"{part} canvas.cl-heat[data-painted='1']")
     assert errors == []
