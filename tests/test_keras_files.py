@@ -366,7 +366,7 @@ def test_custom_registered_class_is_refused(tmp_path):
     ("cls", "key", "value", "message"),
     [
         ("Conv2D", "data_format", "channels_first", "data_format='channels_first' is not supported"),
-        ("Conv2D", "groups", 2, "groups=2 is not supported"),
+        ("Conv2D", "groups", 2, "3 channels, which is not divisible by groups=2"),
         ("Dense", "activity_regularizer", {"class_name": "L2", "config": {"l2": 0.1}}, "activity_regularizer"),
         ("Dense", "lora_rank", 4, "lora_rank=4"),
         ("Dense", "a_future_argument", 3, "a_future_argument=3 is unknown to cnnlab"),
@@ -383,13 +383,13 @@ def test_arguments_cnnlab_cannot_honour_are_refused(tmp_path, cls, key, value, m
         cl.models.load_model(_edited_keras(tmp_path, edit))
 
 
-def test_graph_functional_model_is_refused_clearly(tmp_path):
+def test_functional_call_with_two_positional_arguments_is_refused_clearly(tmp_path):
     def edit(config):
         layers_ = config["config"]["layers"]
-        # the Dense now also reads the model input: a branch, no longer a chain
+        # the Dense is now called with a second positional argument, which no cnnlab layer takes
         layers_[-1]["inbound_nodes"][0]["args"].append(layers_[1]["inbound_nodes"][0]["args"][0])
 
-    with pytest.raises(ModelFileError, match="functional models are not supported yet"):
+    with pytest.raises(ModelFileError, match="the graph cannot be built .*2 positional arguments"):
         cl.models.load_model(_edited_keras(tmp_path, edit, "resume_sgd.keras"))
 
 
