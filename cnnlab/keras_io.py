@@ -552,15 +552,17 @@ def _functional(entry: dict[str, Any], where: _Where) -> tuple[Model, list[_Node
 
 
 def _check_call(node: Any, item: dict[str, Any], where: _Where) -> None:
-    """A layer call must pass tensors only: keyword arguments (``training=True``, ``mask=...``) would
-    change what Keras computes, and cnnlab's layers take none."""
+    """A layer call must pass tensors only: keyword arguments (``mask=...``) would change what Keras
+    computes, and cnnlab's layers take none."""
     kwargs: list[Any] = []
     if isinstance(node, dict):
         kwargs.append(node.get("kwargs") or {})
     elif isinstance(node, list):
         kwargs.extend(d[3] for d in node if isinstance(d, list) and len(d) > 3)
     for value in kwargs:
-        if isinstance(value, dict) and any(v is not None for v in value.values()):
+        # "training" is recorded from the call that built the graph, but a Keras model passes its own
+        # training flag to every layer call (Functional's operation_fn), so it never changes the result
+        if isinstance(value, dict) and any(v is not None for k, v in value.items() if k != "training"):
             name = (item.get("config") or {}).get("name", item.get("name"))
             raise where.at(str(name), str(item.get("class_name"))).error(
                 f"the layer is called with keyword arguments {value!r:.100}, which cnnlab's layers do not take."
@@ -1129,6 +1131,13 @@ def _tf_slot_name(name: str) -> str | None:
 # ====================================================================== writing
 def _keras_layer_entry(layer: Layer) -> dict[str, Any]:
     """Keras 3.0's serialized form of one cnnlab layer."""
+    if isinstance(layer, Model):
+        return {
+            "module": "keras.src.models.functional",
+            "class_name": "Functional",
+            "config": _functional_config(layer),
+            "registered_name": "Functional",
+        }
     if isinstance(layer, Sequential):
         return {
             "module": "keras",
@@ -1185,6 +1194,32 @@ def _sequential_config(model: Sequential) -> dict[str, Any]:
         "layers": [input_entry, *(_keras_layer_entry(layer) for layer in model.layers)],
         "build_input_shape": shape,
     }
+
+
+def _functional_config(model: Model) -> dict[str, Any]:
+    """Keras 3's functional config: cl.Model's own (same graph format) with every layer entry in
+    Keras's form."""
+    cfg = model.get_config()
+    by_name = {layer.name: layer for layer in model.layers}
+    layers = []
+    for item in cfg["layers"]:
+        layer = by_name[item["name"]]
+        if getattr(layer, "declares_input", False):
+            entry = {
+                "module": "keras.layers",
+                "class_name": "InputLayer",
+                "config": {
+                    "batch_shape": [None, *layer.shape],
+                    "dtype": config_mod.floatx(),
+                    "sparse": False,
+                    "name": layer.name,
+                },
+                "registered_name": None,
+            }
+        else:
+            entry = _keras_layer_entry(layer)
+        layers.append({**entry, "name": item["name"], "inbound_nodes": item["inbound_nodes"]})
+    return {**cfg, "layers": layers}
 
 
 def _keras_model_entry(model: Sequential) -> dict[str, Any]:
@@ -1314,9 +1349,7 @@ def _weights_h5_bytes(model: Sequential) -> bytes:
 
 
 def _write_layer_groups(parent: Any, model: Sequential) -> None:
-    nodes = [
-        _Node("Sequential" if isinstance(layer, Sequential) else type(layer).__name__, layer) for layer in model.layers
-    ]
+    nodes = [_Node(_container_class(layer), layer) for layer in model.layers]
     for group_name, node in _group_names(nodes):
         group = parent.create_group(group_name)
         entries = group.create_group("vars")
@@ -1328,12 +1361,22 @@ def _write_layer_groups(parent: Any, model: Sequential) -> None:
             entries.create_dataset(str(i), data=w)
 
 
+def _container_class(layer: Layer) -> str:
+    if isinstance(layer, Model):
+        return "Functional"
+    return "Sequential" if isinstance(layer, Sequential) else type(layer).__name__
+
+
 def save_h5(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Path:
     """Write ``model`` in Keras's legacy HDF5 format (atomic); returns ``path``."""
     target = _path_argument(path, "save")
     _writable(model, "save")
     h5py = _h5py()
-    entry = {"class_name": "Sequential", "config": _sequential_config(model)}
+    entry = (
+        {"class_name": "Functional", "config": _functional_config(model)}
+        if isinstance(model, Model)
+        else {"class_name": "Sequential", "config": _sequential_config(model)}
+    )
     training = None
     if model.compiled:
         cfg = _keras_compile_config(model)
@@ -1354,7 +1397,7 @@ def save_h5(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any] |
             names = (
                 [f"{layer.name}/{key}" for key in layer._weights]
                 if not isinstance(layer, Sequential)
-                else [f"{layer.name}/{sub.name}/{key}" for sub in layer.layers for key in sub._weights]
+                else [f"{layer.name}/{sub.name}/{key}" for sub, _ in layer._leaves() for key in sub._weights]
             )
             _write_h5_attr_list(group, "weight_names", names)
             for name, w in zip(names, layer.weights, strict=True):
