@@ -8,9 +8,9 @@ Reading is done in two separate steps, so that other model kinds can be plugged 
   cnnlab layer, refusing anything cnnlab cannot compute exactly as Keras would (a Lambda or custom
   layer, ``data_format="channels_first"``, an argument value cnnlab would ignore ...);
 * :func:`model_from_keras_config` builds the model from the model entry. ``Sequential`` configs
-  (Keras 3's, tf.keras 2's, and the old bare list of layers) are read; a functional config is read
-  only when it is a plain chain of one-input layers (it then becomes a ``Sequential``), anything else
-  raises "functional models are not supported yet".
+  (Keras 3's, tf.keras 2's, and the old bare list of layers) become a ``cl.Sequential``; functional
+  configs (Keras 3's, and tf.keras 2's legacy ``inbound_nodes`` lists) a ``cl.Model`` through
+  ``cl.Model.from_config(cfg, layer_from_config=...)``, nested models included.
 
 Weights are matched the way Keras matches them:
 
@@ -18,8 +18,10 @@ Weights are matched the way Keras matches them:
   is the layer's class name in snake case numbered per class in model order (``conv2d``,
   ``conv2d_1`` ...; Keras's ``saving_lib._save_container_state``, never the layer's own name), and
   ``<i>`` are the layer's variables in order (trainable ones first), sorted as integers (``"10"``
-  after ``"9"``). The optimizer's variables are under ``optimizer/vars/<i>``: the step counter, the
-  learning rate (unless it is a schedule), then the slots of each trainable variable in turn
+  after ``"9"``). A functional model's groups are numbered in the order of its config's ``layers``
+  (the input layers included), a nested model's under ``<group>/layers/...``. The optimizer's
+  variables are under ``optimizer/vars/<i>``: the step counter, the learning rate
+  (unless it is a schedule), then the slots of each trainable variable in turn
   (Adam: momentum, velocity of the first variable, then of the second ...), then extra scalars
   (Nadam's ``u_product``).
 * legacy HDF5: ``model_weights`` lists ``layer_names`` and, per layer, ``weight_names``; weights go
@@ -62,6 +64,7 @@ from cnnlab._atomic import atomic_path
 from cnnlab.errors import ArgumentTypeError, InvalidArgumentError, ModelFileError
 from cnnlab.layers.base import Layer, snake_case
 from cnnlab.models import Sequential
+from cnnlab.models.functional import Model
 
 #: suffixes written in Keras's formats by ``model.save``
 KERAS_SUFFIX = ".keras"
@@ -102,6 +105,18 @@ _RULES = ("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_c
 _INITS = ("kernel_initializer", "bias_initializer")
 _BN_INITS = ("beta_initializer", "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer")
 _FORMAT = {"data_format": CHANNELS_LAST}
+_DEPTHWISE = ("kernel_size", "strides", "padding", "depth_multiplier", "dilation_rate", "activation", "use_bias")
+_RESAMPLING = ("fill_mode", "interpolation", "fill_value", "seed")
+
+
+def _rules(*prefixes: str) -> tuple[str, ...]:
+    return tuple(f"{p}_{kind}" for kind in ("regularizer", "constraint") for p in prefixes)
+
+
+def _no_rules(*prefixes: str) -> dict[str, None]:
+    return dict.fromkeys(_rules(*prefixes))
+
+
 _POOL = _Spec(
     L.MaxPooling2D, ("pool_size", "strides", "padding"), _FORMAT, write_extra={"data_format": "channels_last"}
 )
@@ -109,10 +124,70 @@ _POOL = _Spec(
 SPECS: dict[str, _Spec] = {
     "Conv2D": _Spec(
         L.Conv2D,
-        ("filters", "kernel_size", "strides", "padding", "dilation_rate", "activation", "use_bias", *_INITS, *_RULES),
-        {**_FORMAT, "groups": (1,), "activity_regularizer": (None,), "lora_rank": (None,)},
+        (
+            "filters",
+            "kernel_size",
+            "strides",
+            "padding",
+            "dilation_rate",
+            "groups",
+            "activation",
+            "use_bias",
+            *_INITS,
+            *_RULES,
+        ),
+        {**_FORMAT, "activity_regularizer": (None,), "lora_rank": (None,)},
         ("lora_alpha",),
         {"data_format": "channels_last", "groups": 1, "activity_regularizer": None},
+    ),
+    # weights in Keras's order: kernel (kh, kw, C, depth_multiplier), bias (Keras 2 names the kernel
+    # depthwise_kernel; legacy files are matched by order, not name)
+    "DepthwiseConv2D": _Spec(
+        L.DepthwiseConv2D,
+        (*_DEPTHWISE, "depthwise_initializer", "bias_initializer", *_rules("depthwise", "bias")),
+        {**_FORMAT, "activity_regularizer": (None,)},
+        write_extra={"data_format": "channels_last", "activity_regularizer": None, **_no_rules("depthwise", "bias")},
+    ),
+    # weights in Keras's order: depthwise_kernel, pointwise_kernel, bias
+    "SeparableConv2D": _Spec(
+        L.SeparableConv2D,
+        (
+            "filters",
+            *_DEPTHWISE,
+            "depthwise_initializer",
+            "pointwise_initializer",
+            "bias_initializer",
+            *_rules("depthwise", "pointwise", "bias"),
+        ),
+        {**_FORMAT, "activity_regularizer": (None,)},
+        write_extra={
+            "data_format": "channels_last",
+            "activity_regularizer": None,
+            **_no_rules("depthwise", "pointwise", "bias"),
+        },
+    ),
+    **{name: _Spec(getattr(L, name)) for name in ("Add", "Subtract", "Multiply", "Average", "Maximum")},
+    "Concatenate": _Spec(L.Concatenate, ("axis",)),
+    # augmentation: the identity at inference, so a loaded model predicts as Keras does; Keras 3 files
+    # their random state under <group>/seed_generator, which cnnlab neither needs nor reads
+    "RandomFlip": _Spec(L.RandomFlip, ("mode", "seed"), _FORMAT, write_extra={"data_format": "channels_last"}),
+    "RandomTranslation": _Spec(
+        L.RandomTranslation,
+        ("height_factor", "width_factor", *_RESAMPLING),
+        _FORMAT,
+        write_extra={"data_format": "channels_last"},
+    ),
+    "RandomRotation": _Spec(
+        L.RandomRotation, ("factor", *_RESAMPLING), _FORMAT, write_extra={"data_format": "channels_last"}
+    ),
+    "RandomZoom": _Spec(
+        L.RandomZoom,
+        ("height_factor", "width_factor", *_RESAMPLING),
+        _FORMAT,
+        write_extra={"data_format": "channels_last"},
+    ),
+    "RandomContrast": _Spec(
+        L.RandomContrast, ("factor", "value_range", "seed"), _FORMAT, write_extra={"data_format": "channels_last"}
     ),
     "Dense": _Spec(
         L.Dense,
@@ -171,7 +246,7 @@ ALIASES = {
 }
 #: arguments of every layer that do not change what it computes (dtype is checked separately)
 _COMMON = ("name", "trainable", "dtype", "batch_input_shape", "batch_shape", "input_shape", "batch_size")
-SUPPORTED = ", ".join(["InputLayer", "Sequential", *SPECS])
+SUPPORTED = ", ".join(["InputLayer", "Sequential", "Functional", *SPECS])
 
 #: Keras's initializer class names that cnnlab has (others fall back to the layer's default: a
 #: loaded layer's weights come from the file, so its initializer never runs)
@@ -286,8 +361,6 @@ def layer_from_keras(entry: Any, where: _Where | Path | str) -> Layer:
         why = {
             "Lambda": "a Lambda layer holds Python code, which cnnlab never runs",
             "TFOpLambda": "it holds a TensorFlow operation, which cnnlab never runs",
-            "SeparableConv2D": "cnnlab has no SeparableConv2D yet",
-            "DepthwiseConv2D": "cnnlab has no DepthwiseConv2D yet",
         }.get(str(cls_name), "cnnlab has no such layer")
         raise where.error(f"unsupported layer class ({why}). Supported layers: {SUPPORTED}.")
     _check_dtype(cfg.get("dtype"), where)
@@ -360,12 +433,9 @@ def model_from_keras_config(entry: Any, where: _Where | Path | str) -> tuple[Seq
     _check_module(entry, where.at("", str(cls_name)))
     cfg = entry.get("config")
     if cls_name in ("Functional", "Model"):
-        return _chain_from_functional(entry, where)
+        return _functional(entry, where)
     if cls_name != "Sequential":
-        raise where.error(
-            f"the model is a {cls_name!r}; cnnlab reads Sequential models (and functional ones that are a plain "
-            "chain of layers)."
-        )
+        raise where.error(f"the model is a {cls_name!r}; cnnlab reads Sequential and functional models.")
     if isinstance(cfg, list):  # Keras <= 2.2: the config is the bare list of layers
         cfg = {"layers": cfg}
     if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list):
@@ -426,36 +496,6 @@ def _keras_class(item: dict[str, Any]) -> str:
     return ALIASES.get(item["class_name"], item["class_name"])
 
 
-def _inbound_names(layer_entry: dict[str, Any]) -> list[str] | None:
-    """The names of the layers feeding ``layer_entry`` in a functional config (Keras 3 and 2 forms);
-    None when it is called more than once (shared layer)."""
-    nodes = layer_entry.get("inbound_nodes", [])
-    if not isinstance(nodes, list) or len(nodes) > 1:
-        return None
-    if not nodes:
-        return []
-    node = nodes[0]
-    names: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            history = (value.get("config") or {}).get("keras_history") if value.get("class_name") else None
-            if history is not None:
-                names.append(history[0])
-                return
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            if len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int):
-                names.append(value[0])  # Keras 2: [name, node_index, tensor_index, kwargs]
-                return
-            for v in value:
-                walk(v)
-
-    walk(node)
-    return names
-
-
 def _build(entry: Any, path: Path) -> tuple[Sequential, list[_Node]]:
     """:func:`model_from_keras_config`, with a damaged description (a value of the wrong type where
     Keras writes another) reported as a ModelFileError rather than a traceback."""
@@ -469,35 +509,79 @@ def _build(entry: Any, path: Path) -> tuple[Sequential, list[_Node]]:
         ) from exc
 
 
-def _chain_from_functional(entry: dict[str, Any], where: _Where) -> tuple[Sequential, list[_Node]]:
+def _functional(entry: dict[str, Any], where: _Where) -> tuple[Model, list[_Node]]:
+    """A functional config (Keras 3's ``{"args", "kwargs"}`` nodes, or tf.keras 2's legacy
+    ``inbound_nodes`` lists ``[[name, node_index, tensor_index, kwargs], ...]``) rebuilt with
+    :meth:`cl.Model.from_config <cnnlab.models.functional.Model.from_config>`, every layer made by
+    :func:`layer_from_keras`; the nodes come in config order, the order Keras files weights in."""
     cfg = entry.get("config")
-    unsupported = where.error(
-        "functional models are not supported yet (this one is a graph: branches, merges such as Add, several "
-        "inputs or outputs, or shared layers). cnnlab reads Sequential models and functional ones that are a "
-        "plain chain of one-input layers."
-    )
     if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list):
         raise where.error("the functional config has no list of layers.")
-    items = cfg["layers"]
-    previous: str | None = None
-    for i, item in enumerate(items):
+    _check_dtype(cfg.get("dtype"), where.at(str(cfg.get("name", "")), "Functional"))
+    nodes: list[_Node] = []
+
+    def make(item: dict[str, Any]) -> Layer:
         if not isinstance(item, dict):
-            raise unsupported
-        name = (item.get("config") or {}).get("name", item.get("name"))
-        inbound = _inbound_names(item)
-        if i == 0:
-            if item.get("class_name") != "InputLayer" or inbound:
-                raise unsupported
-        elif inbound != [previous]:
-            raise unsupported
-        previous = name
-    outputs = cfg.get("output_layers")
-    flat_outputs = json.dumps(outputs)
-    if previous is None or flat_outputs.count('"') != 2 or f'"{previous}"' not in flat_outputs:
-        raise unsupported
-    if len(cfg.get("input_layers") or []) > 1 and isinstance((cfg.get("input_layers") or [None])[0], list):
-        raise unsupported
-    return _sequential(cfg.get("name"), items, None, cfg, where)
+            raise where.error(f"a layer entry is {item!r:.100}; expected an object with class_name and config.")
+        for node in item.get("inbound_nodes") or []:
+            _check_call(node, item, where)
+        cls_name = item.get("class_name")
+        layer: Layer
+        if cls_name == "InputLayer":
+            layer = _input_layer(item, where)
+            nodes.append(_Node("InputLayer", layer))
+        elif cls_name in ("Sequential", "Functional", "Model"):
+            layer, children = model_from_keras_config(item, where)
+            nodes.append(_Node("Functional" if cls_name != "Sequential" else "Sequential", layer, children))
+        else:
+            layer = layer_from_keras(item, where)
+            nodes.append(_Node(_keras_class(item), layer))
+        return layer
+
+    # tf.keras 2 lists a single input or output as [[name, 0, 0]]; Keras 3 as [name, 0, 0]
+    spec = {**cfg}
+    for key in ("input_layers", "output_layers"):
+        value = spec.get(key)
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+            spec[key] = value[0]
+    try:
+        model = Model.from_config(spec, layer_from_config=make)
+    except InvalidArgumentError as exc:
+        raise where.at(str(cfg.get("name", "")), "Functional").error(f"the graph cannot be built ({exc})") from exc
+    return model, nodes
+
+
+def _check_call(node: Any, item: dict[str, Any], where: _Where) -> None:
+    """A layer call must pass tensors only: keyword arguments (``mask=...``) would change what Keras
+    computes, and cnnlab's layers take none."""
+    kwargs: list[Any] = []
+    if isinstance(node, dict):
+        kwargs.append(node.get("kwargs") or {})
+    elif isinstance(node, list):
+        kwargs.extend(d[3] for d in node if isinstance(d, list) and len(d) > 3)
+    for value in kwargs:
+        # "training" is recorded from the call that built the graph, but a Keras model passes its own
+        # training flag to every layer call (Functional's operation_fn), so it never changes the result
+        if isinstance(value, dict) and any(v is not None for k, v in value.items() if k != "training"):
+            name = (item.get("config") or {}).get("name", item.get("name"))
+            raise where.at(str(name), str(item.get("class_name"))).error(
+                f"the layer is called with keyword arguments {value!r:.100}, which cnnlab's layers do not take."
+            )
+
+
+def _input_layer(item: dict[str, Any], where: _Where) -> Layer:
+    lcfg = item.get("config") if isinstance(item.get("config"), dict) else {}
+    w = where.at(str(lcfg.get("name", item.get("name", "?"))), "InputLayer")
+    _check_module(item, w)
+    if lcfg.get("sparse") or lcfg.get("ragged"):
+        raise w.error("sparse or ragged inputs are not supported.")
+    _check_dtype(lcfg.get("dtype"), w)
+    shape = _batch_shape(lcfg)
+    if shape is None and isinstance(lcfg.get("shape"), list):
+        shape = [None, *lcfg["shape"]]
+    if shape is None:
+        raise w.error("the InputLayer gives no input shape.")
+    return L.InputLayer(_sample_shape(shape, w), name=lcfg.get("name", item.get("name")))
 
 
 # ====================================================================== HDF5 safety
@@ -797,6 +881,10 @@ def optimizer_from_keras(entry: Any) -> Any:
 
 
 def _loss_from_keras(value: Any) -> Any:
+    if isinstance(value, dict) and value.get("class_name") == "function" and isinstance(value.get("config"), str):
+        # how Keras 3 serializes a loss given as a function (module "builtins"): only its name is used,
+        # looked up among cnnlab's losses; nothing named in the file is imported
+        return value["config"]
     if isinstance(value, dict):
         _check_module(value, _Where("loss"))
         cfg = dict(value.get("config") or {})
@@ -1043,6 +1131,13 @@ def _tf_slot_name(name: str) -> str | None:
 # ====================================================================== writing
 def _keras_layer_entry(layer: Layer) -> dict[str, Any]:
     """Keras 3.0's serialized form of one cnnlab layer."""
+    if isinstance(layer, Model):
+        return {
+            "module": "keras.src.models.functional",
+            "class_name": "Functional",
+            "config": _functional_config(layer),
+            "registered_name": "Functional",
+        }
     if isinstance(layer, Sequential):
         return {
             "module": "keras",
@@ -1099,6 +1194,32 @@ def _sequential_config(model: Sequential) -> dict[str, Any]:
         "layers": [input_entry, *(_keras_layer_entry(layer) for layer in model.layers)],
         "build_input_shape": shape,
     }
+
+
+def _functional_config(model: Model) -> dict[str, Any]:
+    """Keras 3's functional config: cl.Model's own (same graph format) with every layer entry in
+    Keras's form."""
+    cfg = model.get_config()
+    by_name = {layer.name: layer for layer in model.layers}
+    layers = []
+    for item in cfg["layers"]:
+        layer = by_name[item["name"]]
+        if getattr(layer, "declares_input", False):
+            entry = {
+                "module": "keras.layers",
+                "class_name": "InputLayer",
+                "config": {
+                    "batch_shape": [None, *layer.shape],
+                    "dtype": config_mod.floatx(),
+                    "sparse": False,
+                    "name": layer.name,
+                },
+                "registered_name": None,
+            }
+        else:
+            entry = _keras_layer_entry(layer)
+        layers.append({**entry, "name": item["name"], "inbound_nodes": item["inbound_nodes"]})
+    return {**cfg, "layers": layers}
 
 
 def _keras_model_entry(model: Sequential) -> dict[str, Any]:
@@ -1228,9 +1349,7 @@ def _weights_h5_bytes(model: Sequential) -> bytes:
 
 
 def _write_layer_groups(parent: Any, model: Sequential) -> None:
-    nodes = [
-        _Node("Sequential" if isinstance(layer, Sequential) else type(layer).__name__, layer) for layer in model.layers
-    ]
+    nodes = [_Node(_container_class(layer), layer) for layer in model.layers]
     for group_name, node in _group_names(nodes):
         group = parent.create_group(group_name)
         entries = group.create_group("vars")
@@ -1242,12 +1361,22 @@ def _write_layer_groups(parent: Any, model: Sequential) -> None:
             entries.create_dataset(str(i), data=w)
 
 
+def _container_class(layer: Layer) -> str:
+    if isinstance(layer, Model):
+        return "Functional"
+    return "Sequential" if isinstance(layer, Sequential) else type(layer).__name__
+
+
 def save_h5(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Path:
     """Write ``model`` in Keras's legacy HDF5 format (atomic); returns ``path``."""
     target = _path_argument(path, "save")
     _writable(model, "save")
     h5py = _h5py()
-    entry = {"class_name": "Sequential", "config": _sequential_config(model)}
+    entry = (
+        {"class_name": "Functional", "config": _functional_config(model)}
+        if isinstance(model, Model)
+        else {"class_name": "Sequential", "config": _sequential_config(model)}
+    )
     training = None
     if model.compiled:
         cfg = _keras_compile_config(model)
@@ -1268,7 +1397,7 @@ def save_h5(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any] |
             names = (
                 [f"{layer.name}/{key}" for key in layer._weights]
                 if not isinstance(layer, Sequential)
-                else [f"{layer.name}/{sub.name}/{key}" for sub in layer.layers for key in sub._weights]
+                else [f"{layer.name}/{sub.name}/{key}" for sub, _ in layer._leaves() for key in sub._weights]
             )
             _write_h5_attr_list(group, "weight_names", names)
             for name, w in zip(names, layer.weights, strict=True):

@@ -1,9 +1,10 @@
-"""Files cnnlab writes, loaded by real Keras 3 (the ``interop`` extra: ``pip install -e '.[interop]'``).
+"""Files cnnlab writes, loaded by real Keras 3 (the ``interop`` extra: ``pip install -e '.[interop]'``,
+which ``./dev`` installs: Keras and torch for its CPU backend).
 
-Keras runs in a subprocess (its backend is chosen by KERAS_BACKEND before it is imported): the
-``numpy`` backend, which needs only scipy, for predictions; the ``torch`` backend, when torch is
-installed, for one training step. ``CNNLAB_KERAS_PYTHON`` may name another interpreter that has
-Keras (e.g. a separate virtual environment). Skipped, with the reason, where Keras is absent.
+Keras runs in a subprocess of this very Python (``sys.executable``) with ``KERAS_BACKEND=torch``
+(the backend is chosen before Keras is imported), for predictions and for one training step.
+``CNNLAB_KERAS_PYTHON`` may name another interpreter that has Keras (e.g. a separate virtual
+environment). Skipped, with the reason, only where Keras cannot be installed.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ np.savez(sys.argv[3], *[keras.ops.convert_to_numpy(w) for w in model.get_weights
 
 
 def run_keras(script: str, backend: str, *args: Path) -> None:
-    # CNNLAB_KERAS_BACKEND overrides the numpy backend of the predictions (e.g. torch without scipy)
-    backend = os.environ.get("CNNLAB_KERAS_BACKEND", backend) if backend == "numpy" else backend
+    # CNNLAB_KERAS_BACKEND may choose another backend for the predictions (e.g. numpy or jax)
+    backend = os.environ.get("CNNLAB_KERAS_BACKEND", "torch") if backend == "predict" else "torch"
     env = {**os.environ, "KERAS_BACKEND": backend}
     done = subprocess.run(
         [KERAS_PYTHON, "-c", script, *map(str, args)], env=env, capture_output=True, text=True, timeout=600
@@ -66,7 +67,7 @@ def test_keras_loads_cnnlab_file_and_predicts_the_same(tmp_path, suffix):
     path = model.save(tmp_path / f"net{suffix}")
     x = np.random.default_rng(5).random((4, 8, 8, 2), dtype=np.float32)
     np.savez(tmp_path / "data.npz", x=x)
-    run_keras(PREDICT, "numpy", path, tmp_path / "data.npz", tmp_path / "keras.npy")
+    run_keras(PREDICT, "predict", path, tmp_path / "data.npz", tmp_path / "keras.npy")
     theirs = np.load(tmp_path / "keras.npy")
     assert_within(model.predict(x), theirs, 2 * prediction_bound(model, x), f"Keras on cnnlab's {suffix}")
 
@@ -105,5 +106,70 @@ def test_keras_continues_cnnlab_training(tmp_path, name):
     for i, (mine, before) in enumerate(zip(model.get_weights(), start, strict=True)):
         theirs = after[f"arr_{i}"]
         step = a64(theirs - before).max()
+        bound = 2 * gamma(k, "float32") * k * max(step, 1e-6) + 4 * U * a64(theirs)
+        assert_within(mine, theirs, bound, f"weight {i} after Keras's step")
+
+
+def functional_model() -> cl.Model:
+    """A small residual CNN: SeparableConv2D and a shortcut joined by Add, two pooling branches joined
+    by Concatenate, DepthwiseConv2D and a grouped Conv2D."""
+    x = cl.Input((8, 8, 2), name="image")
+    h = cl.layers.Conv2D(4, 3, padding="same", activation="relu", name="stem")(x)
+    s = cl.layers.SeparableConv2D(4, 3, padding="same", name="sep")(h)
+    h = cl.layers.Add(name="residual")([h, s])
+    h = cl.layers.DepthwiseConv2D(3, name="depthwise")(h)
+    h = cl.layers.Conv2D(4, 1, groups=2, activation="relu", name="grouped")(h)
+    a = cl.layers.GlobalAveragePooling2D(name="gap")(h)
+    m = cl.layers.GlobalMaxPooling2D(name="gmp")(h)
+    y = cl.layers.Dense(3, activation="softmax", name="probs")(cl.layers.Concatenate(name="concat")([a, m]))
+    return cl.Model(x, y, name="residual_net")
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras_loads_cnnlab_functional_file_and_predicts_the_same(tmp_path, suffix):
+    """Tolerance: both sides are float32 computations of one function; cnnlab's distance from it is
+    estimated by a float64 run of the same model, Keras's taken to be at most twice that plus a few
+    roundings of the result."""
+    model = functional_model()
+    x = np.random.default_rng(5).random((4, 8, 8, 2), dtype=np.float32)
+    model.predict(x)
+    path = model.save(tmp_path / f"net{suffix}")
+    np.savez(tmp_path / "data.npz", x=x)
+    run_keras(PREDICT, "predict", path, tmp_path / "data.npz", tmp_path / "keras.npy")
+    theirs = np.load(tmp_path / "keras.npy")
+    got = model.predict(x)
+    cl.config.set_floatx("float64")
+    try:
+        twin = cl.Model.from_config(model.get_config())
+        twin.set_weights([a64(w) for w in model.get_weights()])
+        exact = twin.predict(a64(x))
+    finally:
+        cl.config.set_floatx("float32")
+    bound = 3 * np.abs(a64(got) - exact) + 8 * U * np.abs(exact)
+    assert_within(got, theirs, bound, f"Keras on cnnlab's functional {suffix}")
+
+
+def test_keras_continues_cnnlab_training_of_a_functional_model(tmp_path):
+    """One Keras train_on_batch after loading equals one cnnlab step (Adam: the slots must be in
+    Keras's variable order for a graph too)."""
+    model = functional_model()
+    model.compile(cl.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(3)
+    x, y = rng.random((8, 8, 8, 2), dtype=np.float32), rng.integers(0, 3, 8)
+    for i in range(2):
+        model.train_on_batch(x[i::2], y[i::2])
+    path = model.save(tmp_path / "net.keras")
+    np.savez(tmp_path / "batch.npz", x=x, y=y)
+    run_keras(TRAIN, "torch", path, tmp_path / "batch.npz", tmp_path / "after.npz")
+    start = model.get_weights()
+    model.train_on_batch(x, y)
+    after = np.load(tmp_path / "after.npz")
+    assert int(after["iterations"]) == 3
+    k = 8 * 8 * 8 * 9  # the longest gradient sum: batch x positions x 3x3 window
+    for i, (mine, before) in enumerate(zip(model.get_weights(), start, strict=True)):
+        theirs = after[f"arr_{i}"]
+        step = a64(theirs - before).max()
+        # Adam's step is lr * m / (sqrt(v) + eps): relative rounding of the gradients moves it by at most
+        # a few gamma_k of the step, except where the gradient is ~0 (m/sqrt(v) then is ill-conditioned)
         bound = 2 * gamma(k, "float32") * k * max(step, 1e-6) + 4 * U * a64(theirs)
         assert_within(mine, theirs, bound, f"weight {i} after Keras's step")

@@ -14,6 +14,11 @@ It writes into tests/fixtures/keras_files/:
   MaxPooling2D, Dropout, GlobalMaxPooling2D, Dense, RMSprop;
 * ``resume_sgd.keras``: a functional model that is a plain chain of layers (no dropout), trained
   two SGD-momentum steps;
+* ``residual_sep.keras`` and ``residual_sep.h5`` (Keras 3's legacy writer): a functional residual
+  CNN (RandomFlip, Conv2D, SeparableConv2D, BatchNormalization, Add, DepthwiseConv2D, Conv2D with
+  groups, two pooling branches joined by Concatenate), trained with Adam; its inputs and Keras's
+  predictions in ``functional_expected.npz`` (``x``, ``y``) with the weights in Keras's order
+  (``w_<i>``). ``python tools/make_keras_file_fixtures.py functional`` writes only these;
 * ``expected.npz``: for each file ``<stem>_x`` inputs and ``<stem>_y`` Keras's predictions;
   ``cnn_bn_opt_<i>`` the Keras optimizer's variables in order with their paths in ``cnn_bn_opt_paths``;
   ``resume_sgd_xb``/``_yb`` a batch and ``resume_sgd_after_<i>`` the weights after one more
@@ -23,6 +28,7 @@ It writes into tests/fixtures/keras_files/:
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import keras
@@ -143,5 +149,38 @@ def main() -> None:
     print(f"wrote {len(list(OUT.iterdir()))} files, {total} bytes, Keras {keras.__version__} ({backend})")
 
 
+def functional() -> None:
+    """The functional fixtures (their own seed and expected file, so the others stay as they are)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(17)
+    rng = np.random.default_rng(17)
+    inputs = keras.Input((12, 12, 2), name="image")
+    h = layers.RandomFlip("horizontal", name="flip")(inputs)
+    h = layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(h)
+    s = layers.SeparableConv2D(8, 3, padding="same", name="sep")(h)
+    s = layers.BatchNormalization(name="bn")(s)
+    h = layers.Add(name="residual")([h, s])
+    h = layers.Activation("relu", name="relu")(h)
+    h = layers.DepthwiseConv2D(3, depth_multiplier=2, name="depthwise")(h)
+    h = layers.Conv2D(8, 1, groups=4, activation="relu", name="grouped")(h)
+    a = layers.GlobalAveragePooling2D(name="gap")(h)
+    m = layers.GlobalMaxPooling2D(name="gmp")(h)
+    h = layers.Concatenate(name="concat")([a, m])
+    outputs = layers.Dense(4, activation="softmax", name="probs")(h)
+    model = keras.Model(inputs, outputs, name="residual_sep")
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.random((8, 12, 12, 2), dtype=np.float32)
+    train(model, x, rng.integers(0, 4, 8), 4)
+    model.save(OUT / "residual_sep.keras")
+    model.save(OUT / "residual_sep.h5")
+    expected = {"x": x[:4], "y": keras.ops.convert_to_numpy(model.predict(x[:4], verbose=0))}
+    for i, w in enumerate(model.get_weights()):
+        expected[f"w_{i}"] = w
+    np.savez_compressed(OUT / "functional_expected.npz", **expected, keras_version=np.array(keras.__version__))
+    print(f"wrote the functional fixtures, Keras {keras.__version__} ({os.environ.get('KERAS_BACKEND')})")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] != ["functional"]:
+        main()
+    functional()
