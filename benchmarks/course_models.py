@@ -27,6 +27,7 @@ that environment needs keras and a backend, not cnnlab's dependencies):
     .venv/bin/python benchmarks/course_models.py --keras-python /path/to/keras-venv/bin/python \
         --seeds 1 2 --out benchmarks/course_models.json
     .venv/bin/python benchmarks/course_models.py --quick ...     # 2 epochs, 12,000 training images
+    .venv/bin/python benchmarks/course_models.py --epochs 5 --train 12000 ...   # any cut of the recipe
 
 The data go to the Keras process as a temporary ``.npz`` (cnnlab's verified loader reads
 Fashion-MNIST once). Test accuracy is the figure compared; seconds per epoch are printed as
@@ -190,7 +191,7 @@ def worker(args: argparse.Namespace) -> None:
         keras = cnnlab_as_keras()
     data = load_npz(args.npz)
     for model_name in args.models:
-        epochs = QUICK_EPOCHS if args.quick else MODELS[model_name][1]
+        epochs = args.epochs or (QUICK_EPOCHS if args.quick else MODELS[model_name][1])
         for seed in args.seeds:
             result = run(keras, model_name, seed, data, epochs)
             print("RESULT " + json.dumps(result), flush=True)
@@ -210,10 +211,14 @@ def machine() -> dict[str, Any]:
     }
 
 
-def spawn(python: str, framework: str, args: argparse.Namespace, npz: str) -> list[dict[str, Any]]:
-    """Run one framework in its own process (thread pools of two frameworks would compete)."""
+def spawn(python: str, framework: str, args: argparse.Namespace, npz: str, save: Any) -> list[dict[str, Any]]:
+    """Run one framework in its own process (thread pools of two frameworks would compete).
+
+    ``save(results)`` is called after every finished run, so an interrupted session keeps its results.
+    """
     cmd = [python, os.path.abspath(__file__), "--worker", framework, "--npz", npz, "--models", *args.models]
     cmd += ["--seeds", *map(str, args.seeds)] + (["--quick"] if args.quick else [])
+    cmd += ["--epochs", str(args.epochs)] if args.epochs else []
     env = dict(os.environ)
     env.setdefault("KERAS_BACKEND", "torch")
     print(f"== {framework}: {' '.join(cmd)}", flush=True)
@@ -223,6 +228,7 @@ def spawn(python: str, framework: str, args: argparse.Namespace, npz: str) -> li
         for line in proc.stdout:
             if line.startswith("RESULT "):
                 results.append(json.loads(line[len("RESULT ") :]))
+                save(results)
                 r = results[-1]
                 name = f"{framework} {r['model']} seed {r['seed']}"
                 print(f"   {name}: test accuracy {r['test_accuracy']:.4f}", flush=True)
@@ -270,6 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frameworks", nargs="+", choices=["cnnlab", "keras"], default=["cnnlab", "keras"])
     parser.add_argument("--keras-python", default=os.environ.get("KERAS_PYTHON", sys.executable))
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_EPOCHS} epochs on {QUICK_TRAIN} images")
+    parser.add_argument("--epochs", type=int, help="train every model this many epochs instead of its recipe's")
+    parser.add_argument("--train", type=int, help="use only the first TRAIN training images (before the split)")
     parser.add_argument("--out", help="write all results (and the machine) to this JSON file")
     parser.add_argument("--worker", choices=["cnnlab", "keras"], help=argparse.SUPPRESS)
     parser.add_argument("--npz", help=argparse.SUPPRESS)
@@ -280,25 +288,30 @@ def main(argv: list[str] | None = None) -> None:
     import cnnlab as cl
 
     (x_train, y_train), (x_test, y_test) = cl.datasets.fashion_mnist.load_data()
-    if args.quick:
-        x_train, y_train = x_train[:QUICK_TRAIN], y_train[:QUICK_TRAIN]
+    n_train = args.train or (QUICK_TRAIN if args.quick else None)
+    if n_train:
+        x_train, y_train = x_train[:n_train], y_train[:n_train]
     start = time.perf_counter()
     results: list[dict[str, Any]] = []
+
+    def save(latest: list[dict[str, Any]]) -> None:
+        if args.out:
+            report = {"command": " ".join(sys.argv), "quick": args.quick, "train_images": len(x_train)}
+            report |= {"wall_seconds": time.perf_counter() - start, "machine": machine(), "results": results + latest}
+            with open(args.out, "w") as handle:
+                json.dump(report, handle, indent=1)
+
     with tempfile.TemporaryDirectory() as folder:
         npz = os.path.join(folder, "fashion_mnist.npz")
         np.savez(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
         for framework in args.frameworks:
             python = sys.executable if framework == "cnnlab" else args.keras_python
-            results += spawn(python, framework, args, npz)
+            results += spawn(python, framework, args, npz, save)
     wall = time.perf_counter() - start
     print()
     print(table(results))
     print(f"\nwall time {wall:.0f} s")
-    if args.out:
-        report = {"command": " ".join(sys.argv), "quick": args.quick, "wall_seconds": wall, "machine": machine()}
-        report["results"] = results
-        with open(args.out, "w") as handle:
-            json.dump(report, handle, indent=1)
+    save([])
 
 
 if __name__ == "__main__":
