@@ -296,7 +296,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def save(latest: list[dict[str, Any]]) -> None:
         if args.out:
-            report = {"command": " ".join(sys.argv), "quick": args.quick, "train_images": len(x_train)}
+            # the command without this machine's paths: the Keras interpreter is named by a variable
+            command = " ".join(sys.argv).replace(args.keras_python, "$KERAS_PYTHON")
+            report = {"command": command, "quick": args.quick, "train_images": len(x_train)}
             report |= {"wall_seconds": time.perf_counter() - start, "machine": machine(), "results": results + latest}
             with open(args.out, "w") as handle:
                 json.dump(report, handle, indent=1)
