@@ -1,11 +1,11 @@
 """Two keras.io course models on Fashion-MNIST, trained by cnnlab and by real Keras on one recipe.
 
 Each model is written ONCE, as on keras.io, against a module called ``keras``. That name is
-either real Keras 3 or :func:`cnnlab_as_keras` (a namespace of cnnlab's own classes under
-Keras's attribute names), so the only difference between the two runs is the import:
+either real Keras 3 or cnnlab itself (cnnlab has Keras's top-level names), so the only
+difference between the two runs is the import:
 
     import keras                                    # real Keras
-    keras = cnnlab_as_keras()                       # i.e. ``import cnnlab as keras``
+    import cnnlab as keras                          # cnnlab (cnnlab_as_keras() below)
 
 Models (``channels_last``, 28 x 28 x 1 inputs, 10 classes):
 
@@ -110,25 +110,15 @@ QUICK_EPOCHS = 2
 QUICK_TRAIN = 12_000
 
 
-def cnnlab_as_keras() -> types.SimpleNamespace:
-    """cnnlab under Keras's top-level names: what ``import cnnlab as keras`` would need.
+def cnnlab_as_keras() -> types.ModuleType:
+    """``import cnnlab as keras``: cnnlab has every top-level name these keras.io models use.
 
-    Every attribute is cnnlab's own object; ``Input`` is the one name cnnlab keeps only in
-    ``cl.layers`` (Keras has it at top level too), and ``utils.set_random_seed`` is
-    ``cl.set_random_seed``.
+    (``keras.Input``, ``keras.Sequential``, ``keras.layers.*``, ``keras.utils.to_categorical``,
+    ``keras.utils.set_random_seed``, ``keras.callbacks.Callback``.)
     """
-    import cnnlab as cl
+    import cnnlab as keras
 
-    return types.SimpleNamespace(
-        __name__="cnnlab",
-        Input=cl.layers.Input,
-        Sequential=cl.Sequential,
-        layers=cl.layers,
-        optimizers=cl.optimizers,
-        losses=cl.losses,
-        callbacks=cl.callbacks,
-        utils=cl.utils,
-    )
+    return keras
 
 
 # ----------------------------------------------------------------------------- one training run

@@ -30,6 +30,7 @@ from cnnlab.attribution import explain_prediction
 from cnnlab.backprop import explain_gradient
 from cnnlab.explain import explain, trace
 from cnnlab.layers.base import clear_session
+from cnnlab.layers.core import Input
 from cnnlab.models import Model, Sequential
 from cnnlab.random import set_random_seed
 
@@ -55,6 +56,7 @@ __all__ = [
     "utils",
     "Model",
     "Sequential",
+    "Input",
     "clear_session",
     "set_random_seed",
     "set_seed",
