@@ -56,6 +56,7 @@ __all__ = [
     "Input",
     "Model",
     "Sequential",
+    "Input",
     "clear_session",
     "set_random_seed",
     "set_seed",
