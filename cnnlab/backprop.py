@@ -350,6 +350,7 @@ def explain_gradient(
     ``f`` for a bias; ``None`` picks the entry with the largest ``|gradient|`` (said in the notes).
     The model must be compiled (the loss and optimizer are its own).
     """
+    _refuse_graph_models(model, "explain_gradient")
     model._require_compiled("explain_gradient")
     x, y = model._prepare_xy(x, y, "explain_gradient")
     if len(x) == 0:
@@ -447,3 +448,19 @@ def _loss_gradient(model: Any, logits: np.ndarray, y: np.ndarray, f: int, n: int
 
 
 __all__ = ["GradientTerms", "WeightGradient", "WeightUpdate", "explain_gradient"]
+
+
+def _refuse_graph_models(model: Any, what: str) -> None:
+    """Attribution and backprop arithmetic follow a Sequential model's layers; a graph model (or a
+    Sequential holding one) gets a clear error instead of a wrong or unreadable one."""
+
+    def graph_inside(layer: Any) -> bool:
+        if getattr(layer, "is_graph_model", False):
+            return True
+        return any(graph_inside(inner) for inner in getattr(layer, "_layers", ()))
+
+    if graph_inside(model):
+        raise InvalidArgumentError(
+            f"{what}: model {model.name!r} is a graph (functional) model; {what} supports Sequential models "
+            "for now. Explain single values of a graph model with cl.explain(model, x, at=..., layer_name=...)."
+        )
