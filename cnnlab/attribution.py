@@ -473,7 +473,7 @@ def explain_prediction(
     ``stride`` and ``fill`` are occlusion's; ``smoothgrad`` averages any gradient method over noisy
     copies (seeded).
     """
-    _refuse_graph_models(model, "explain_prediction")
+    refuse_graph_models(model, "explain_prediction")
     if method not in METHODS:
         raise InvalidArgumentError(
             f"explain_prediction: unknown method {method!r}. Expected one of {', '.join(map(repr, METHODS))}; "
@@ -629,7 +629,7 @@ def _probabilities(logits: np.ndarray, model: Any) -> np.ndarray:
 __all__ = ["Attribution", "GradientPass", "explain_prediction", "run_pass"]
 
 
-def _refuse_graph_models(model: Any, what: str) -> None:
+def refuse_graph_models(model: Any, what: str) -> None:
     """Attribution and backprop arithmetic follow a Sequential model's layers; a graph model (or a
     Sequential holding one) gets a clear error instead of a wrong or unreadable one."""
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from cnnlab import config
 from cnnlab import random as cl_random
+from cnnlab.attribution import refuse_graph_models as _refuse_graph_models
 from cnnlab.errors import InvalidArgumentError
 
 
@@ -448,19 +449,3 @@ def _loss_gradient(model: Any, logits: np.ndarray, y: np.ndarray, f: int, n: int
 
 
 __all__ = ["GradientTerms", "WeightGradient", "WeightUpdate", "explain_gradient"]
-
-
-def _refuse_graph_models(model: Any, what: str) -> None:
-    """Attribution and backprop arithmetic follow a Sequential model's layers; a graph model (or a
-    Sequential holding one) gets a clear error instead of a wrong or unreadable one."""
-
-    def graph_inside(layer: Any) -> bool:
-        if getattr(layer, "is_graph_model", False):
-            return True
-        return any(graph_inside(inner) for inner in getattr(layer, "_layers", ()))
-
-    if graph_inside(model):
-        raise InvalidArgumentError(
-            f"{what}: model {model.name!r} is a graph (functional) model; {what} supports Sequential models "
-            "for now. Explain single values of a graph model with cl.explain(model, x, at=..., layer_name=...)."
-        )
