@@ -26,6 +26,8 @@ from cnnlab import (
     schedules,
     utils,
 )
+from cnnlab import explain_views as _explain_views  # noqa: F401  (inline display in notebooks)
+from cnnlab._version import __version__ as __version__
 from cnnlab.attribution import explain_prediction
 from cnnlab.backprop import explain_gradient
 from cnnlab.explain import explain, trace
@@ -35,7 +37,6 @@ from cnnlab.random import set_random_seed
 
 set_seed = set_random_seed
 
-__version__ = "0.1.0"
 
 __all__ = [
     "callbacks",

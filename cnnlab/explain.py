@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -78,12 +78,14 @@ class Explanation:
         # the arithmetic, not a dump of arrays: what a notebook shows as text/plain
         return str(self)
 
+    #: ``renderer(explanation) -> HTML``, set when :mod:`cnnlab.explain_views` is imported
+    _html_renderer: ClassVar[Any] = None
+
     def _repr_html_(self) -> str:
         """Jupyter's rich display: the arithmetic, the window's grids and, for Conv2D and pooling,
         the interactive view of the whole layer (self-contained HTML, nothing fetched)."""
-        from cnnlab.explain_views import explanation_html  # the views sit above this module
-
-        return explanation_html(self)
+        # set by cnnlab.explain_views, which sits above this module and imports it
+        return type(self)._html_renderer(self)
 
 
 @dataclass(repr=False)

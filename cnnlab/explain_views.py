@@ -734,3 +734,7 @@ weightPanel();
 if (PAGE.layers.length){ cur = PAGE.layers[0]; if (PAGE.at) sel = [PAGE.at[0], PAGE.at[1], PAGE.at[2] || 0]; controls(); render(); }
 })();
 </script></div>"""
+
+
+# explanation objects render themselves in notebooks through this (explain does not import views)
+Explanation._html_renderer = staticmethod(explanation_html)

@@ -530,7 +530,7 @@ def to_onnx(model: Sequential, opset_version: int | None = None) -> Any:
         [onnx.helper.make_tensor_value_info("output", float32, ["batch", *result.shape[1:]])],
         initializer=b.initializers,
     )
-    from cnnlab import __version__
+    from cnnlab._version import __version__
 
     proto = onnx.helper.make_model(
         graph,

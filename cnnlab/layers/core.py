@@ -10,6 +10,7 @@ from cnnlab import config
 from cnnlab.errors import InvalidArgumentError
 from cnnlab.layers.activated import ActivationMixin
 from cnnlab.layers.base import Layer, Shape, check_initializer
+from cnnlab.layers.symbolic import KerasTensor, symbolic_output
 from cnnlab.layers.weight_rules import WeightRulesMixin
 from cnnlab.ops import activations as act_ops
 from cnnlab.ops.shapes import whole_sizes
@@ -264,3 +265,15 @@ class SpatialDropout2D(Dropout):
         scale = (keep / (1.0 - self.rate)).astype(x.dtype)
         self._cache = scale
         return x * scale
+
+
+def functional_input(shape: tuple[int, ...], name: str | None = None, dtype: str | None = None) -> KerasTensor:
+    """``keras.Input(shape)`` (``cl.Input``): the symbolic input of a functional model; ``shape``
+    without the batch axis.
+
+    >>> x = functional_input((28, 28, 1))
+    >>> x.shape
+    (None, 28, 28, 1)
+    """
+    layer = InputLayer(whole_sizes(shape, "shape", "Input"), name=name)
+    return symbolic_output(layer)

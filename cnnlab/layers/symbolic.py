@@ -19,7 +19,6 @@ import numpy as np
 
 from cnnlab import config
 from cnnlab.errors import InvalidArgumentError
-from cnnlab.ops.shapes import whole_sizes
 
 Shape = tuple[int | None, ...]
 
@@ -63,19 +62,6 @@ class KerasTensor:
             f"{self!r} is symbolic: it holds no numbers. Build a model with cl.Model(inputs, outputs) and call "
             "the model on arrays (model(x) or model.predict(x))."
         )
-
-
-def Input(shape: tuple[int, ...], name: str | None = None, dtype: str | None = None) -> KerasTensor:  # noqa: N802
-    """``keras.Input(shape)``: the symbolic input of a functional model; ``shape`` without the batch axis.
-
-    >>> x = Input((28, 28, 1))
-    >>> x.shape
-    (None, 28, 28, 1)
-    """
-    from cnnlab.layers.core import InputLayer
-
-    layer = InputLayer(whole_sizes(shape, "shape", "Input"), name=name)
-    return symbolic_output(layer)
 
 
 def symbolic_output(input_layer: Any) -> KerasTensor:

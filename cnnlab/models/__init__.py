@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from cnnlab.engine import TrainingStopped
-from cnnlab.layers.symbolic import Input, KerasTensor
+from cnnlab.layers.core import functional_input as Input
+from cnnlab.layers.symbolic import KerasTensor
 from cnnlab.models.functional import Model
 from cnnlab.models.sequential import Sequential
 
