@@ -314,8 +314,15 @@ def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer
             raise InvalidArgumentError(
                 "explain: with a model, name the layer: explain(model, x, at=..., layer='conv2d' or 0)."
             )
+        if isinstance(name_or_index, bool) or not isinstance(name_or_index, (str, int, np.integer)):
+            raise InvalidArgumentError(
+                f"explain: expected layer_name to be a layer's name (e.g. 'conv2d') or its index (e.g. 0), received "
+                f"{name_or_index!r}{' (a layer object: pass its .name)' if isinstance(name_or_index, Layer) else ''}."
+            )
         target = (
-            model.get_layer(index=name_or_index) if isinstance(name_or_index, int) else model.get_layer(name_or_index)
+            model.get_layer(index=int(name_or_index))
+            if isinstance(name_or_index, (int, np.integer))
+            else model.get_layer(name_or_index)
         )
         if getattr(model, "is_graph_model", False):  # a functional model: run the graph up to the layer
             if getattr(target, "declares_input", False):
@@ -344,6 +351,14 @@ def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer
 
 
 def _check_at(at: Sequence[int], shape: tuple[int, ...], what: str) -> tuple[int, ...]:
+    whole = isinstance(at, (tuple, list)) and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in at
+    )
+    if not whole:
+        raise InvalidArgumentError(
+            f"explain: expected at to be a tuple of {len(shape)} whole-number indices into the {what} output of "
+            f"shape {shape}, e.g. at={tuple(0 for _ in shape)}; received {at!r}."
+        )
     at = tuple(int(v) for v in at)
     if len(at) != len(shape) or any(not 0 <= a < s for a, s in zip(at, shape, strict=True)):
         raise InvalidArgumentError(

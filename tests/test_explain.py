@@ -274,3 +274,20 @@ def test_cli_explain_model(tiny_data, tmp_path, capsys):
     assert (tmp_path / "m.png").stat().st_size > 20_000 and (tmp_path / "m.html").stat().st_size > 10_000
     assert cli.main(["explain", "model", str(model_path), "--index", "99", "--data", str(tiny_data)]) == 1
     assert "--index 99 is out of range: the test set has 20 images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("at", [None, 3, (0, 1.9, 0, 0), ("a", 0, 0, 0), (0, True, 0, 0)])
+def test_explain_at_must_be_whole_indices(at):
+    layer = MaxPooling2D()
+    x = np.zeros((1, 4, 4, 1))
+    with pytest.raises(ValueError, match=r"expected at to be a tuple of 4 whole-number indices .* e\.g\. at=\(0, 0, 0, 0\)"):
+        explain(layer, x, at=at)
+
+
+@pytest.mark.parametrize("name", [True, 1.0, "layer_object"])
+def test_explain_layer_name_must_be_a_name_or_an_index(name):
+    model = cl.Sequential([cl.layers.Input((4, 4, 1)), MaxPooling2D(), Flatten()])
+    if name == "layer_object":
+        name = model.layers[0]
+    with pytest.raises(ValueError, match="expected layer_name to be a layer's name"):
+        explain(model, np.zeros((1, 4, 4, 1)), at=(0, 0, 0, 0), layer_name=name)
