@@ -280,7 +280,8 @@ def test_cli_explain_model(tiny_data, tmp_path, capsys):
 def test_explain_at_must_be_whole_indices(at):
     layer = MaxPooling2D()
     x = np.zeros((1, 4, 4, 1))
-    with pytest.raises(ValueError, match=r"expected at to be a tuple of 4 whole-number indices .* e\.g\. at=\(0, 0, 0, 0\)"):
+    expected = r"expected at to be a tuple of 4 whole-number indices .* e\.g\. at=\(0, 0, 0, 0\)"
+    with pytest.raises(ValueError, match=expected):
         explain(layer, x, at=at)
 
 
