@@ -408,45 +408,28 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
 
 def _explain_conv(layer: Conv2D, x_shape, sample: np.ndarray, at, output) -> ConvExplanation:
     n, i, j, f = at
-    rows, cols, pad, window, products = conv2d_terms(
-        sample, layer.kernel, i, j, f, layer.strides, layer.padding, layer.dilation_rate, layer.groups
-    )
-    kernel = layer.kernel[:, :, :, f].astype(np.float64)
-    channel_sums = products.sum(axis=(0, 1))
-    bias = float(layer.bias[f]) if layer.use_bias else 0.0
-    pre = float(channel_sums.sum() + bias)
-    return ConvExplanation(
-        layer.name,
-        "conv",
-        at,
-        float(output),
-        rows,
-        cols,
-        pad,
-        window,
-        kernel,
-        products,
-        channel_sums,
-        bias,
-        pre,
-        layer.activation,
-    )
+    terms = conv2d_terms(sample, layer.kernel, i, j, f, layer.strides, layer.padding, layer.dilation_rate, layer.groups)
+    return _conv_explanation(layer, layer.name, at, output, terms, layer.kernel[:, :, :, f], f)
 
 
 def _explain_depthwise(layer: DepthwiseConv2D, sample: np.ndarray, at, output) -> ConvExplanation:
     """Output channel ``k = c*depth_multiplier + m``: the window of input channel ``c`` alone times
     kernel ``m`` of that channel (shown as a one-channel convolution)."""
     n, i, j, k = at
-    rows, cols, pad, window, products = depthwise_conv2d_terms(
-        sample, layer.kernel, i, j, k, layer.strides, layer.padding, layer.dilation_rate
-    )
+    terms = depthwise_conv2d_terms(sample, layer.kernel, i, j, k, layer.strides, layer.padding, layer.dilation_rate)
     c, m = divmod(k, layer.depth_multiplier)
-    kernel = layer.kernel[:, :, c : c + 1, m].astype(np.float64)
+    name = f"{layer.name} (input channel {c}, kernel {m})"
+    return _conv_explanation(layer, name, at, output, terms, layer.kernel[:, :, c : c + 1, m], k)
+
+
+def _conv_explanation(layer: Any, name: str, at, output, terms: tuple, kernel: np.ndarray, f: int) -> ConvExplanation:
+    """One output of a convolution from its loop-reference terms: per-channel sums, bias, activation."""
+    rows, cols, pad, window, products = terms
     channel_sums = products.sum(axis=(0, 1))
-    bias = float(layer.bias[k]) if layer.use_bias else 0.0
+    bias = float(layer.bias[f]) if layer.use_bias else 0.0
     pre = float(channel_sums.sum() + bias)
     return ConvExplanation(
-        f"{layer.name} (input channel {c}, kernel {m})",
+        name,
         "conv",
         at,
         float(output),
@@ -454,7 +437,7 @@ def _explain_depthwise(layer: DepthwiseConv2D, sample: np.ndarray, at, output) -
         cols,
         pad,
         window,
-        kernel,
+        kernel.astype(np.float64),
         products,
         channel_sums,
         bias,

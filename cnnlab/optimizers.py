@@ -280,20 +280,10 @@ class SGD(Optimizer):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
-class Adam(Optimizer):
+class Adam(_Betas):
     name = "adam"
-
-    def __init__(
-        self,
-        learning_rate: float = 0.001,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-7,
-        **options: Any,
-    ) -> None:
-        super().__init__(learning_rate, **options)
-        self.beta_1, self.beta_2, self.epsilon = _check_betas(type(self).__name__, beta_1, beta_2, epsilon)
-        self._tmp: np.ndarray | None = None
+    #: scratch array of the NumPy update, made on first use
+    _tmp: np.ndarray | None = None
 
     def constants(self, dtype: np.dtype) -> tuple:
         """This step's ``(1 - beta_1, 1 - beta_2, epsilon, alpha, m_floor, g_floor)`` in ``dtype``."""
@@ -337,9 +327,6 @@ class Adam(Optimizer):
         tmp += eps
         np.divide(m * alpha, tmp, out=tmp)
         params -= tmp
-
-    def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
 class RMSprop(Optimizer):
