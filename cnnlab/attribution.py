@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import config
+from cnnlab.engine.graph import call_state, expand, restore_call_state
 from cnnlab.errors import InvalidArgumentError
 from cnnlab.layers.activated import LOGIT_ACTIVATIONS
 
@@ -54,38 +55,77 @@ BATCH = 64
 
 # ----------------------------------------------------------------------------- the generic helpers
 class GradientPass:
-    """One inference forward through the model's leaf layers, keeping every layer's cache, and
+    """One inference forward through the model's layer calls, keeping every layer's cache, and
     backward passes from a seed at the output to any layer's output or to the input.
 
-    ``x: (N, *input_shape)``; ``outputs[i]`` is leaf ``i``'s output. The score of sample ``n`` is
-    ``logits[n, c]`` (the last layer's pre-softmax values when its activation is softmax or
-    sigmoid, its output otherwise); samples do not interact (no batch statistics), so one
-    backward pass of ``sum_n score_n`` gives every sample's gradient.
+    The model is expanded into its layer calls over numbered tensors
+    (:func:`cnnlab.engine.graph.expand`): a Sequential model is a chain, a graph model
+    (``cl.Model(inputs, outputs)``, residual connections, shared layers, nested models) a DAG run in
+    topological order. Backward runs the calls in reverse order and *sums* the gradients of a tensor
+    that feeds several calls (a residual branch), as the training engine does; a layer called more
+    than once gets back what its forward kept for each call before that call's backward.
+
+    ``x: (N, *input_shape)``; ``outputs[i]`` is call ``i``'s output. The score of sample ``n`` is
+    ``logits[n, c]`` (the output layer's pre-softmax values when its activation is softmax or
+    sigmoid, its output otherwise); samples do not interact (no batch statistics), so one backward
+    pass of ``sum_n score_n`` gives every sample's gradient.
 
     The layers' weight-gradient arrays are swapped for scratch ones during backward, so the
     training engine's gradient store is never touched.
     """
 
     def __init__(self, model: Any, x: np.ndarray) -> None:
-        self.layers = [layer for layer, _ in model._leaves()]
+        graph = expand(model)
+        if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+            raise InvalidArgumentError(
+                f"model {model.name!r} has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; explaining a "
+                "prediction needs one image in and one score vector out. Build a model with one input and the "
+                "output to explain: cl.Model(inputs, outputs[k])."
+            )
+        self.nodes = graph.nodes
+        self.layers = [node.layer for node in self.nodes]
         self.names = [layer.name for layer in self.layers]
-        self.input = x
-        self.outputs: list[np.ndarray] = []
-        out = x
+        calls: dict[int, int] = {}
         for layer in self.layers:
-            out = layer.forward_for_gradients(out)
-            self.outputs.append(out)
-        last = self.layers[-1]
+            calls[id(layer)] = calls.get(id(layer), 0) + 1
+        self._calls = [calls[id(layer)] for layer in self.layers]
+        self._input_slot = graph.inputs[0]
+        self._slots: list[Any] = [None] * graph.slots
+        self._slots[self._input_slot] = x
+        self._kept: list[dict[str, Any] | None] = []
+        self.input = x
+        for node, calls_of in zip(self.nodes, self._calls, strict=True):
+            args = [self._slots[s] for s in node.inputs]
+            self._slots[node.output] = node.layer.forward_for_gradients(args if node.list_call else args[0])
+            # a layer called more than once keeps only its last call's cache: keep each call's
+            self._kept.append(call_state(node.layer) if calls_of > 1 else None)
+        self.outputs: list[np.ndarray] = [self._slots[node.output] for node in self.nodes]
+        self._out_slot = graph.outputs[0]
+        producers = [k for k, node in enumerate(self.nodes) if node.output == self._out_slot]
+        if not producers:
+            raise InvalidArgumentError(f"model {model.name!r}: its output is its input; there is nothing to explain.")
+        self._last = producers[0]
+        last = self.nodes[self._last].layer
+        if self._kept[self._last] is not None:
+            restore_call_state(last, self._kept[self._last])
         self.from_logits = getattr(last, "activation", None) in LOGIT_ACTIVATIONS and last.last_logits is not None
+        out = self._slots[self._out_slot]
         z = last.last_logits if self.from_logits else out
         self.logits = np.asarray(z).reshape(len(x), -1)
 
     def index(self, name: str) -> int:
+        """The call of the layer named ``name`` (a layer called more than once has no single output)."""
         if name not in self.names:
             raise InvalidArgumentError(
                 f"layer_name: the model has no layer named {name!r}. Layers: {', '.join(self.names)}."
             )
-        return self.names.index(name)
+        k = self.names.index(name)
+        if self._calls[k] > 1:
+            raise InvalidArgumentError(
+                f"layer_name: layer {name!r} is shared: it is called {self._calls[k]} times in the model, so it has "
+                "no single output to explain. Choose a layer called once (for example the layer after it)."
+            )
+        return k
 
     def output_of(self, name: str) -> np.ndarray:
         """The output of layer ``name`` (forward to a named layer)."""
@@ -97,25 +137,42 @@ class GradientPass:
         ``class_index``: one class for all samples or one per sample."""
         seed = np.zeros_like(self.logits)
         seed[np.arange(len(seed)), class_index] = 1
+        out = self._slots[self._out_slot]
         stop = -1 if to is None else self.index(to)
-        grad = seed.reshape(self.outputs[-1].shape).astype(self.outputs[-1].dtype)
+        target = self._input_slot if to is None else self.nodes[stop].output
+        g: list[Any] = [None] * len(self._slots)
+        g[self._out_slot] = seed.reshape(out.shape).astype(out.dtype)
         saved = [layer.grads for layer in self.layers]
         try:
-            for i in range(len(self.layers) - 1, stop, -1):
-                layer = self.layers[i]
+            # every call after ``stop`` in topological order: then the target's gradient is complete
+            for k in range(len(self.nodes) - 1, stop, -1):
+                node = self.nodes[k]
+                dy = g[node.output]
+                if dy is None:  # this call does not reach the score
+                    continue
+                layer = node.layer
+                if self._kept[k] is not None:
+                    restore_call_state(layer, self._kept[k])
                 layer.grads = {}  # scratch: the engine's gradient views stay as they were
-                if i == len(self.layers) - 1 and self.from_logits:
-                    grad = layer.backward(grad, need_dx=True, from_logits=True)
+                if k == self._last and self.from_logits:
+                    dx = layer.backward(dy, need_dx=True, from_logits=True)
                 else:
-                    grad = layer.backward(grad, need_dx=True)
+                    dx = layer.backward(dy, need_dx=True)
+                for slot, part in zip(node.inputs, dx if node.list_call else [dx], strict=True):
+                    g[slot] = part if g[slot] is None else g[slot] + part
         finally:
             for layer, grads in zip(self.layers, saved, strict=True):
                 layer.grads = grads
+        grad = g[target]
+        if grad is None:  # the layer (or input) does not influence the score
+            shape = self.input.shape if to is None else self.outputs[stop].shape
+            return np.zeros(shape, dtype=self.input.dtype)
         return grad
 
     def release(self) -> None:
         for layer in self.layers:
             layer.release()
+        self._kept = [None] * len(self._kept)
 
 
 def run_pass(model: Any, x: np.ndarray) -> GradientPass:
@@ -277,25 +334,37 @@ def _plain(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- choices
-def default_cam_layer(model: Any, input_shape: tuple[int, ...]) -> tuple[str, str]:
-    """The last leaf with a 4-d (spatial) output before the first one without; its name and why."""
-    shape: tuple[int | None, ...] = (1, *input_shape)
-    chosen, reason_end = None, "the end of the model"
-    for layer, _ in model._leaves():
-        shape = layer.compute_output_shape(shape)
-        if len(shape) == 4:
-            chosen, chosen_shape = layer, shape
-        elif chosen is not None:
-            reason_end = f'"{layer.name}" ({type(layer).__name__}), which removes the spatial axes'
-            break
-    if chosen is None:
-        raise InvalidArgumentError(
-            "explain_prediction: Grad-CAM needs a layer with spatial output (N, H, W, C); this model has none. "
-            "Use method='saliency', 'integrated_gradients' or 'occlusion' instead."
-        )
-    h, w, k = chosen_shape[1:]
+def default_cam_layer(model: Any, input_shape: tuple[int, ...], run: GradientPass | None = None) -> tuple[str, str]:
+    """The last layer (in the order the model runs them) with a 4-d (spatial) output; its name and why.
+
+    In a Sequential model that is the layer before the first one that removes the spatial axes
+    (Flatten, global pooling); in a graph model (residual blocks, squeeze-and-excitation branches
+    that pool early) it is the last spatial tensor before the head. ``run``: a pass already made
+    (otherwise one is made on a zero image of ``input_shape``)."""
+    own = run is None
+    if run is None:
+        run = run_pass(model, np.zeros((1, *input_shape), dtype=config.floatx()))
+    try:
+        spatial = [k for k, out in enumerate(run.outputs) if np.ndim(out) == 4 and run._calls[k] == 1]
+        if not spatial:
+            raise InvalidArgumentError(
+                "explain_prediction: Grad-CAM needs a layer with spatial output (N, H, W, C); this model has none. "
+                "Use method='saliency', 'integrated_gradients' or 'occlusion' instead."
+            )
+        k = spatial[-1]
+        chosen, out_slot = run.layers[k], run.nodes[k].output
+        readers = [n.layer for n in run.nodes if out_slot in n.inputs]
+        reducer = next((r for r in readers if np.ndim(run.outputs[run.layers.index(r)]) != 4), None)
+        if reducer is not None:
+            reason_end = f'"{reducer.name}" ({type(reducer).__name__}), which removes the spatial axes'
+        else:
+            reason_end = "the end of the model"
+        h, w, c = run.outputs[k].shape[1:]
+    finally:
+        if own:
+            run.release()
     why = (
-        f'Grad-CAM on layer "{chosen.name}" ({type(chosen).__name__}, output {h}x{w}x{k}): the last layer with '
+        f'Grad-CAM on layer "{chosen.name}" ({type(chosen).__name__}, output {h}x{w}x{c}): the last layer with '
         f"spatial output before {reason_end}. The last spatial maps hold the most class-specific features "
         f"that still have positions (Selvaraju et al.); pass layer_name=... to choose another."
     )
@@ -372,6 +441,12 @@ def _pair(value: Any, name: str) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- the methods
 def _prepare_image(model: Any, image: Any) -> np.ndarray:
+    inputs = model._input_count()
+    if inputs != 1:
+        raise InvalidArgumentError(
+            f"explain_prediction: model {model.name!r} has {inputs} inputs; explaining a prediction needs a model "
+            "with one image input."
+        )
     x = np.asarray(image)
     shape = getattr(model, "input_shape", None)
     if shape is not None and shape[0] is None:
@@ -386,7 +461,10 @@ def _prepare_image(model: Any, image: Any) -> np.ndarray:
             f"of one, received shape {x.shape}. Pick one sample: x[i] or x[i:i+1]."
         )
     x = model._prepare_input(x)
-    return x.astype(config.floatx(), copy=False)
+    parts = getattr(x, "parts", None)  # a graph model's inputs come as a group (of one here)
+    if parts is not None:
+        x = parts[0]
+    return np.asarray(x).astype(config.floatx(), copy=False)
 
 
 def _gradient_map(
@@ -473,7 +551,6 @@ def explain_prediction(
     ``stride`` and ``fill`` are occlusion's; ``smoothgrad`` averages any gradient method over noisy
     copies (seeded).
     """
-    refuse_graph_models(model, "explain_prediction")
     if method not in METHODS:
         raise InvalidArgumentError(
             f"explain_prediction: unknown method {method!r}. Expected one of {', '.join(map(repr, METHODS))}; "
@@ -492,7 +569,20 @@ def explain_prediction(
     try:
         logits = first.logits[0].astype(np.float64)
         from_logits = first.from_logits
-        out = first.outputs[-1].reshape(-1).astype(np.float64)
+        out = first._slots[first._out_slot].reshape(-1).astype(np.float64)
+        sigmoid = getattr(first.layers[first._last], "activation", None) == "sigmoid"
+        layer = None
+        if method in ("grad_cam", "grad_cam++"):
+            if layer_name is None:
+                layer, layer_note = default_cam_layer(model, x.shape[1:], first)
+            else:
+                if not isinstance(layer_name, str):
+                    raise InvalidArgumentError(
+                        f"explain_prediction: expected layer_name to be a layer's name (str), received {layer_name!r}."
+                    )
+                first.index(layer_name)  # a clear error for an unknown or shared layer
+                layer = layer_name
+                layer_note = f'Grad-CAM on layer "{layer}", as asked.'
     finally:
         first.release()
     n_classes = logits.size
@@ -519,21 +609,10 @@ def explain_prediction(
         else f"Score: output {class_index} of the last layer ({which}; it has no softmax/sigmoid)."
     )
     names = list(class_names) if class_names is not None else fashion_names(model, n_classes)
-    probabilities = out if not from_logits else _probabilities(logits, model)
+    probabilities = out if not from_logits else _probabilities(logits, sigmoid)
     size = x.shape[1:3]
     details: dict[str, Any] = {}
-    layer = None
     if method in ("grad_cam", "grad_cam++"):
-        if layer_name is None:
-            layer, layer_note = default_cam_layer(model, x.shape[1:])
-        else:
-            layer = layer_name
-            first_names = [leaf.name for leaf, _ in model._leaves()]
-            if layer not in first_names:
-                raise InvalidArgumentError(
-                    f"explain_prediction: the model has no layer named {layer!r}. Layers: {', '.join(first_names)}."
-                )
-            layer_note = f'Grad-CAM on layer "{layer}", as asked.'
         note = f"{layer_note} {score_note}"
     else:
         note = score_note
@@ -618,28 +697,11 @@ def explain_prediction(
     )
 
 
-def _probabilities(logits: np.ndarray, model: Any) -> np.ndarray:
-    last = model._leaves()[-1][0]
-    if getattr(last, "activation", None) == "sigmoid":
+def _probabilities(logits: np.ndarray, sigmoid: bool) -> np.ndarray:
+    if sigmoid:
         return 1 / (1 + np.exp(-logits))
     e = np.exp(logits - logits.max())
     return e / e.sum()
 
 
 __all__ = ["Attribution", "GradientPass", "explain_prediction", "run_pass"]
-
-
-def refuse_graph_models(model: Any, what: str) -> None:
-    """Attribution and backprop arithmetic follow a Sequential model's layers; a graph model (or a
-    Sequential holding one) gets a clear error instead of a wrong or unreadable one."""
-
-    def graph_inside(layer: Any) -> bool:
-        if getattr(layer, "is_graph_model", False):
-            return True
-        return any(graph_inside(inner) for inner in getattr(layer, "_layers", ()))
-
-    if graph_inside(model):
-        raise InvalidArgumentError(
-            f"{what}: model {model.name!r} is a graph (functional) model; {what} supports Sequential models "
-            "for now. Explain single values of a graph model with cl.explain(model, x, at=..., layer_name=...)."
-        )

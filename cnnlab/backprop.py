@@ -28,7 +28,7 @@ import numpy as np
 
 from cnnlab import config
 from cnnlab import random as cl_random
-from cnnlab.attribution import refuse_graph_models as _refuse_graph_models
+from cnnlab.engine.graph import expand
 from cnnlab.errors import InvalidArgumentError
 
 
@@ -351,12 +351,17 @@ def explain_gradient(
     ``f`` for a bias; ``None`` picks the entry with the largest ``|gradient|`` (said in the notes).
     The model must be compiled (the loss and optimizer are its own).
     """
-    _refuse_graph_models(model, "explain_gradient")
     model._require_compiled("explain_gradient")
     x, y = model._prepare_xy(x, y, "explain_gradient")
     if len(x) == 0:
         raise InvalidArgumentError("explain_gradient: x holds no samples.")
     layer, trainable = _leaf(model, layer_name)
+    calls = sum(node.layer is layer for node in expand(model).nodes)
+    if calls > 1:
+        raise InvalidArgumentError(
+            f'explain_gradient: layer "{layer_name}" is shared: it is called {calls} times in the model, so its '
+            "gradient is a sum over its calls, which this view does not write out. Choose a layer called once."
+        )
     if weight not in layer._weights:
         have = ", ".join(map(repr, layer._weights)) or "none"
         raise InvalidArgumentError(
@@ -369,7 +374,11 @@ def explain_gradient(
         )
     notes: list[str] = []
     engine = model._engine
-    xb = x.astype(config.floatx(), copy=False)
+    parts = getattr(x, "parts", None)  # a graph model's inputs come as a group
+    if parts is not None:
+        xb = type(x)([part.astype(config.floatx(), copy=False) for part in parts])
+    else:
+        xb = x.astype(config.floatx(), copy=False)
     with config.using_kernels("reference"):
         plan = engine.plan(config.float_dtype(), training=True)
         # the step's side effects that are not the update: moving statistics, random numbers

@@ -422,7 +422,7 @@ def _explain_model(args: argparse.Namespace) -> None:
     from cnnlab import explain_views as views
     from cnnlab.datasets import fashion_mnist
     from cnnlab.explain import trace
-    from cnnlab.layers import AveragePooling2D, Conv2D, MaxPooling2D
+    from cnnlab.layers import Conv2D
 
     model = _load(args.model)
     _, (x_test, y_test) = fashion_mnist.load_data(args.data)
@@ -438,37 +438,23 @@ def _explain_model(args: argparse.Namespace) -> None:
         print(f"  {name:<18} {str(out.shape):<16} min {fmt(out.min())}  max {fmt(out.max())}  mean {fmt(out.mean())}")
     probs = steps[-1][1]
     print("prediction: " + ", ".join(f"{names[k]} {probs[k]:.3f}" for k in np.argsort(probs)[::-1][:3]))
-    graph = getattr(model, "is_graph_model", False)
-    window_layers = [
-        # the layer's input: the previous step of a Sequential's trace, run through the graph otherwise
-        (model.layer_input(layer, image[None])[0] if graph else steps[i][1], layer)
-        for i, layer in enumerate(model.layers)
-        if isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D))
-    ]
     if args.png:
-        kernels = {layer.name: layer.kernel for _, layer in window_layers if isinstance(layer, Conv2D)}
+        kernels = {layer.name: layer.kernel for layer, _ in model._leaves() if isinstance(layer, Conv2D)}
         path = views.feature_maps_figure(
             steps, kernels, Path(args.png), f"{model.name}: test image {args.index} ({names[y_test[args.index]]})"
         )
         print(f"picture written to {path}")
     if args.html:
         title = f"{model.name}: test image {args.index} ({names[y_test[args.index]]})"
-        if graph:  # the whole-model view (receptive fields, overlays) follows Sequential models for now
-            panels = [
-                views.window_layer_panel(layer, layer_in, f"{layer.name} ({type(layer).__name__})")
-                for layer_in, layer in window_layers
-            ]
-            page = {"title": title, "layers": panels}
-        else:
-            page = views.model_page(
-                model,
-                image,
-                title,
-                names,
-                int(y_test[args.index]),
-                overlays=_attribution_overlays(model, image),
-                weights=_weight_panel(model, x_test, y_test, args.index),
-            )
+        page = views.model_page(
+            model,
+            image,
+            title,
+            names,
+            int(y_test[args.index]),
+            overlays=_attribution_overlays(model, image),
+            weights=_weight_panel(model, x_test, y_test, args.index),
+        )
         print(f"page written to {views.write_html(Path(args.html), page)}")
 
 

@@ -258,9 +258,13 @@ def receptive_fields(model: Any) -> dict[str, tuple[tuple[int, int, int], tuple[
     image are padding). Composed layer by layer: a window op of size ``k``, stride ``s``,
     dilation ``d`` and top padding ``p`` maps ``(a, b, e)`` to ``(a·s, b - a·p, e + a·(k-1)·d)``;
     zero padding and cropping shift ``b``; layers that keep the shape (activations, batch
-    normalization, dropout) change nothing. After any other layer (upsampling, reshape,
-    global pooling ...) the field is ``None``. A cell that is all padding (the border of
+    normalization, dropout) change nothing. A merge of several tensors (``Add``, ``Concatenate``
+    ... in a graph model) reads the union of their fields: the smallest box holding all of them,
+    when they step alike (same ``a``). After any other layer (upsampling, reshape, global
+    pooling ...) the field is ``None``. A cell that is all padding (the border of
     ``ZeroPadding2D``) still gets the box its position implies, though it reads no pixel.
+    Nested models are looked into; a layer called more than once (shared) has no single field
+    (``None``). For a model with several inputs the fields are in each input's pixels.
 
     >>> import cnnlab as cl
     >>> net = cl.Sequential([cl.layers.Input((28, 28, 1)), cl.layers.Conv2D(2, 2), cl.layers.MaxPool2D(),
@@ -268,34 +272,71 @@ def receptive_fields(model: Any) -> dict[str, tuple[tuple[int, int, int], tuple[
     >>> [field[0] for field in receptive_fields(net).values()]  # the last cell (i, j) reads rows 4i .. 4i+6
     [(1, 0, 2), (2, 0, 3), (2, 0, 5), (4, 0, 7)]
     """
+    from cnnlab.engine.graph import expand
     from cnnlab.layers import Cropping2D, Permute, Reshape, ZeroPadding2D
     from cnnlab.ops.shapes import padding_amounts
 
+    graph = expand(model)
+    shape_of: dict[int, tuple[Any, ...]] = {}
+    field_of: dict[int, Any] = {}
+    in_shapes = [tuple(model.input_shape)] if len(graph.inputs) == 1 else [tuple(t.shape) for t in model.inputs]
+    for slot, shape in zip(graph.inputs, in_shapes, strict=True):
+        shape_of[slot], field_of[slot] = shape, ((1, 0, 1), (1, 0, 1))
+    calls: dict[int, int] = {}
+    for node in graph.nodes:
+        calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
     fields: dict[str, Any] = {}
-    rows, cols = (1, 0, 1), (1, 0, 1)
-    known = True
-    shape = tuple(model.input_shape)
-    for layer in model.layers:
-        out_shape = tuple(layer.compute_output_shape(shape))
-        if len(shape) != 4 or len(out_shape) != 4:
-            break  # no spatial axes any more (Flatten, Dense, global pooling)
-        if isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D)):
-            size = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
-            dilation = layer.dilation_rate if isinstance(layer, Conv2D) else (1, 1)
-            (top, _), (left, _) = padding_amounts(shape[1:3], size, layer.strides, layer.padding, dilation)
-            rows = _window_field(rows, size[0], layer.strides[0], dilation[0], top)
-            cols = _window_field(cols, size[1], layer.strides[1], dilation[1], left)
-        elif isinstance(layer, ZeroPadding2D):
-            rows = (rows[0], rows[1] - rows[0] * layer.padding[0][0], rows[2])
-            cols = (cols[0], cols[1] - cols[0] * layer.padding[1][0], cols[2])
-        elif isinstance(layer, Cropping2D):
-            rows = (rows[0], rows[1] + rows[0] * layer.cropping[0][0], rows[2])
-            cols = (cols[0], cols[1] + cols[0] * layer.cropping[1][0], cols[2])
-        elif out_shape[1:3] != shape[1:3] or isinstance(layer, (Reshape, Permute)):
-            known = False
-        fields[layer.name] = (rows, cols) if known else None
-        shape = out_shape
+    for node in graph.nodes:
+        layer = node.layer
+        shapes = [shape_of[s] for s in node.inputs]
+        out_shape = tuple(layer.compute_output_shape(shapes if node.list_call else shapes[0]))
+        shape_of[node.output] = out_shape
+        if len(out_shape) != 4 or any(len(sh) != 4 for sh in shapes):
+            field_of[node.output] = None  # no spatial axes here (Flatten, Dense, global pooling)
+            continue
+        ins = [field_of[s] for s in node.inputs]
+        field: Any = None
+        if all(f is not None for f in ins):
+            rows, cols = (ins[0][0], ins[0][1]) if len(ins) == 1 else _union(ins)
+            shape = shapes[0]
+            if rows is None:
+                field = None
+            elif isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D)):
+                size = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
+                dilation = layer.dilation_rate if isinstance(layer, Conv2D) else (1, 1)
+                (top, _), (left, _) = padding_amounts(shape[1:3], size, layer.strides, layer.padding, dilation)
+                field = (
+                    _window_field(rows, size[0], layer.strides[0], dilation[0], top),
+                    _window_field(cols, size[1], layer.strides[1], dilation[1], left),
+                )
+            elif isinstance(layer, ZeroPadding2D):
+                field = (
+                    (rows[0], rows[1] - rows[0] * layer.padding[0][0], rows[2]),
+                    (cols[0], cols[1] - cols[0] * layer.padding[1][0], cols[2]),
+                )
+            elif isinstance(layer, Cropping2D):
+                field = (
+                    (rows[0], rows[1] + rows[0] * layer.cropping[0][0], rows[2]),
+                    (cols[0], cols[1] + cols[0] * layer.cropping[1][0], cols[2]),
+                )
+            elif out_shape[1:3] == shape[1:3] and not isinstance(layer, (Reshape, Permute)):
+                field = (rows, cols)
+        field_of[node.output] = field
+        fields[layer.name] = field if calls[id(layer)] == 1 else None
     return fields
+
+
+def _union(fields: list[Any]) -> tuple[Any, Any]:
+    """The smallest field holding every field of a merge's inputs (None when they step differently)."""
+    out = []
+    for axis in (0, 1):
+        parts = [f[axis] for f in fields]
+        if len({a for a, _, _ in parts}) != 1:
+            return None, None
+        start = min(b for _, b, _ in parts)
+        stop = max(b + e for _, b, e in parts)
+        out.append((parts[0][0], start, stop - start))
+    return out[0], out[1]
 
 
 def _window_field(field: tuple[int, int, int], k: int, s: int, d: int, pad: int) -> tuple[int, int, int]:

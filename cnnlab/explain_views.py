@@ -341,31 +341,71 @@ def model_page(
     ``overlays``: ``[{"name": "Grad-CAM", "heatmap": (H, W) values in [0, 1]}, ...]`` drawn over the
     input image on request (a checkbox each); attribution methods fill it. ``weights``: the
     "how did this weight change" panel, from :func:`weight_change_panel`."""
-    from cnnlab.explain import receptive_fields, trace
+    from cnnlab.engine.graph import expand
+    from cnnlab.explain import receptive_fields
     from cnnlab.layers import AveragePooling2D, Conv2D, Flatten, MaxPooling2D
 
-    steps = trace(model, image)
+    graph = expand(model)
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise InvalidArgumentError(
+            f"model page: model {model.name!r} has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; the "
+            "page shows models with one image in and one output."
+        )
+    x = np.asarray(image)
+    if model.built and x.shape == tuple(model.input_shape[1:]):
+        x = x[None]
+    x = model.check_input(x) if hasattr(model, "check_input") else x
+    parts = getattr(x, "parts", None)
+    x = np.asarray(parts[0] if parts is not None else x)
+    # every layer call in the order the model runs them (a graph model's in topological order),
+    # nested models looked into, each with its input(s) and output for this one image
+    slots: list[Any] = [None] * graph.slots
+    slots[graph.inputs[0]] = x
+    names = {graph.inputs[0]: "input"}
+    seen: dict[int, int] = {}
+    calls: list[tuple[Any, str, list[int], int]] = []
+    for node in graph.nodes:
+        layer = node.layer
+        args = [slots[s] for s in node.inputs]
+        slots[node.output] = layer(args if node.list_call else args[0])
+        k = seen.get(id(layer), 0)
+        seen[id(layer)] = k + 1
+        label = layer.name if k == 0 else f"{layer.name}[{k}]"
+        names[node.output] = label
+        calls.append((layer, label, list(node.inputs), node.output))
+    readers: dict[int, list[Any]] = {}
+    for layer, _, ins, _ in calls:
+        for s in ins:
+            readers.setdefault(s, []).append(layer)
     fields = receptive_fields(model)
+    chain = all(
+        len(ins) == 1 and ins[0] == (calls[k - 1][3] if k else graph.inputs[0])
+        for k, (_, _, ins, _) in enumerate(calls)
+    )
     panels: list[dict[str, Any]] = []
     stages: list[dict[str, Any]] = []
-    layers = model.layers
-    for k, layer in enumerate(layers):
-        x_in, out = steps[k][1], steps[k + 1][1]
+    for layer, label, ins, out_slot in calls:
+        x_in, out = slots[ins[0]][0] if len(ins) == 1 else None, slots[out_slot][0]
         stage: dict[str, Any] = {
-            "name": layer.name,
+            "name": label,
             "type": type(layer).__name__,
             "shape": list(out.shape),
             "panel": None,
         }
-        if isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D)):
+        if not chain:  # a graph: say where each call's input comes from
+            stage["from"] = [names[s] for s in ins]
+        if isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D)) and x_in is not None:
             panel = view_page_data(window_view(layer, x_in, out))
+            if seen[id(layer)] > 1:  # a shared layer: one panel per call, each with that call's input
+                panel["title"] = f"{label} ({type(layer).__name__})"
             field = fields.get(layer.name)
             panel["rf"] = None if field is None else [list(field[0]), list(field[1])]
-            if k + 1 < len(layers) and isinstance(layers[k + 1], Flatten):
-                panel["flatten"] = layers[k + 1].name
+            nxt = readers.get(out_slot, [])
+            if len(nxt) == 1 and isinstance(nxt[0], Flatten):
+                panel["flatten"] = nxt[0].name
             stage["panel"] = len(panels)
             panels.append(panel)
-        if isinstance(layer, Flatten) and x_in.ndim == 3:
+        if isinstance(layer, Flatten) and x_in is not None and x_in.ndim == 3:
             h, w, c = x_in.shape
             stage["note"] = (
                 f"{layer.name} reads its ({h}, {w}, {c}) input row by row, channels innermost: "
@@ -373,13 +413,14 @@ def model_page(
                 f"outputs {c}..{2 * c - 1} those at (0, 1), ..."
             )
         stages.append(stage)
-    final = layers[-1] if layers else None
-    values = steps[-1][1]
+    producer = next((c for c in calls if c[3] == graph.outputs[0]), None)
+    final = producer[0] if producer else None
+    values = slots[graph.outputs[0]][0]
     outputs = None
     if values.ndim == 1:
         activation = getattr(final, "activation", None)
         outputs = {
-            "name": final.name,
+            "name": final.name if final is not None else "output",
             "activation": activation if isinstance(activation, str) else None,
             "values": [float(v) for v in values],
             "classes": list(class_names) if class_names is not None and len(class_names) == len(values) else None,
@@ -389,7 +430,7 @@ def model_page(
         "title": title,
         "layers": panels,
         "model": {
-            "input": _json_grid(steps[0][1]),
+            "input": _json_grid(x[0]),
             "stages": stages,
             "outputs": outputs,
             "overlays": [{"name": o["name"], "heatmap": _json_grid(np.asarray(o["heatmap"]))} for o in overlays or []],
@@ -688,7 +729,7 @@ function overview(){ const M = PAGE.model; if (!M) return; const box = $(".cl-mo
       row.appendChild(el("span", "", `${name}${k === O.true ? " (true)" : ""}`)); row.firstChild.style.minWidth = "8em";
       const bar = el("span", "bar"); bar.style.width = `${Math.round(120 * Math.abs(v) / top)}px`; row.appendChild(bar);
       row.appendChild(el("span", "value", fmt(v))); side.appendChild(row); }); }
-  M.stages.forEach(st => { const d = el("div", "cl-stage"); d.appendChild(el("div", "cl-stage-title", `${st.name} (${st.type}) → ${JSON.stringify(st.shape)}`));
+  M.stages.forEach(st => { const d = el("div", "cl-stage"); d.appendChild(el("div", "cl-stage-title", `${st.from ? st.from.join(" + ") + " → " : ""}${st.name} (${st.type}) → ${JSON.stringify(st.shape)}`));
     if (st.panel !== null && st.panel !== undefined){ const L = PAGE.layers[st.panel], h = L.out.length, F = L.out[0][0].length;
       const scale = Math.max(1, Math.floor(64 / h)), maps = el("div", "cl-maps");
       for (let ch = 0; ch < F; ch++){ const cv = mapCanvas(L.out, ch, scale); cv.dataset.layer = st.panel; cv.dataset.channel = ch;

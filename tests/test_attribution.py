@@ -347,19 +347,3 @@ def test_results_display_inline_in_jupyter():
     shown = grad._repr_html_()
     assert shown.startswith('<pre class="cnnlab-gradient">')
     assert html_lib.unescape(shown[len('<pre class="cnnlab-gradient">') : -len("</pre>")]) == str(grad)
-
-
-def test_graph_models_get_a_clear_error_for_now():
-    from cnnlab.layers import Add, Conv2D, Dense, GlobalAveragePooling2D
-
-    inp = cl.Input((8, 8, 1))
-    h = Conv2D(4, 3, padding="same", activation="relu")(inp)
-    g = GlobalAveragePooling2D()(Add()([h, Conv2D(4, 3, padding="same")(h)]))
-    graph = cl.Model(inp, Dense(3, activation="softmax")(g))
-    x = np.random.default_rng(0).random((8, 8, 1)).astype(np.float32)
-    for model in (graph, cl.Sequential([cl.layers.Input((8, 8, 1)), graph])):
-        with pytest.raises(InvalidArgumentError, match="graph \\(functional\\) model; explain_prediction supports"):
-            cl.explain_prediction(model, x)
-        model.compile("adam", "categorical_crossentropy")
-        with pytest.raises(InvalidArgumentError, match="explain_gradient supports Sequential"):
-            cl.explain_gradient(model, x[None], np.eye(3)[:1], layer_name=graph.layers[1].name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -534,6 +535,15 @@ def test_command_line_on_a_functional_model(tiny_data, tmp_path, capsys):
     assert cli.main(["explain", "model", str(path), "--data", str(tiny_data), "--html", str(html)]) == 0
     page = html.read_text()
     assert "conv (Conv2D)" in page and "pool (MaxPooling2D)" in page
+    data = json.loads(re.search(r"const PAGE = (\{.*?\});\n", page, re.S).group(1))
+    # the whole-model view of a graph model: its calls in order with their inputs, receptive fields
+    # through the residual branch (the union of the 3x3 and 1x1 fields), the overlays and the weight panel
+    stages = {st["name"]: st for st in data["model"]["stages"]}
+    assert stages["residual"]["from"] == ["conv", "proj"]
+    pool = next(panel for panel in data["layers"] if panel["title"] == "pool (MaxPooling2D)")
+    assert pool["rf"] == [[2, -1, 4], [2, -1, 4]]
+    assert [o["name"].split(" (")[0] for o in data["model"]["overlays"]] == ["Grad-CAM", "saliency"]
+    assert any("conv.kernel" in choice["label"] for choice in data["model"]["weights"]["choices"])
 
 
 def test_nested_model_with_several_inputs_and_outputs_trains_saves_and_loads(tmp_path):

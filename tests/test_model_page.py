@@ -118,3 +118,47 @@ def test_model_page_data():
     pooled = model.layers[3](model.layers[2](model.layers[1](model.layers[0](image[None]))))
     flat = model.layers[4](pooled)
     assert flat[0, (1 * 6 + 2) * 30 + 5] == pooled[0, 1, 2, 5]
+
+
+def test_receptive_fields_of_a_graph_model_are_the_smallest_boxes_around_the_pixels_that_change_each_cell():
+    """Branches with different windows meet in Add and Concatenate: a merged cell reads the union of
+    its inputs' fields, whose smallest box is the field; checked by perturbing every input pixel
+    (positive weights, linear layers, float64, so every pixel of a field really moves the cell)."""
+    from cnnlab.layers import Add
+
+    cl.config.set_floatx("float64")
+    cl.set_seed(4)
+    inp = cl.Input((11, 10, 1))
+    s = Add(name="s")(
+        [Conv2D(2, (3, 2), padding="same", name="a")(inp), Conv2D(2, (1, 3), padding="same", name="b")(inp)]
+    )
+    p = AveragePooling2D((2, 2), strides=(2, 1), padding="same", name="p")(s)
+    d = Conv2D(2, (2, 2), strides=(2, 1), padding="same", name="d")(s)
+    out = Conv2D(1, (2, 2), name="e")(cl.layers.Concatenate(name="c")([p, d]))
+    model = cl.Model(inp, out)
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, Conv2D):
+            layer.set_weights([rng.uniform(0.5, 1.5, layer.kernel.shape), np.zeros(layer.filters)])
+    fields = receptive_fields(model)
+    assert fields["s"] == ((1, -1, 3), (1, -1, 3))  # (3, 2) 'same' rows -1..1, cols 0..1; (1, 3): cols -1..1
+    x = rng.normal(size=(11, 10, 1))
+    base = dict(trace(model, x))
+    depends: dict[tuple[str, int, int], set[tuple[int, int]]] = {}
+    for r, q in itertools.product(range(11), range(10)):
+        moved = x.copy()
+        moved[r, q, 0] += 1.0
+        for name, value in trace(model, moved)[1:]:
+            for i, j in np.argwhere(np.any(value != base[name], axis=-1)):
+                depends.setdefault((name, int(i), int(j)), set()).add((r, q))
+    checked = 0
+    for name in ("a", "b", "s", "p", "d", "c", "e"):
+        h, w = base[name].shape[:2]
+        for i, j in itertools.product(range(h), range(w)):
+            (r0, r1), (c0, c1) = field_box(fields[name], i, j)
+            pixels = depends[(name, i, j)]
+            rows, cols = [r for r, _ in pixels], [q for _, q in pixels]
+            # every pixel that moves the cell is in the box, and the box clipped to the image is tight
+            assert (min(rows), max(rows), min(cols), max(cols)) == (max(r0, 0), min(r1, 10), max(c0, 0), min(c1, 9))
+            checked += 1
+    assert checked > 300

@@ -34,6 +34,16 @@ from cnnlab.engine.plan import Plan, _fast_available, _reference_update
 _KEPT_OUT = ("_weights", "grads", "_inbound_nodes", "name", "trainable", "built")
 
 
+def call_state(layer: Any) -> dict[str, Any]:
+    """What ``layer``'s last forward left in it for its backward (caches, activation input, logits)."""
+    return {k: v for k, v in vars(layer).items() if k not in _KEPT_OUT}
+
+
+def restore_call_state(layer: Any, state: dict[str, Any]) -> None:
+    """Put back what one call's forward left, before that call's backward."""
+    vars(layer).update(state)
+
+
 @dataclass
 class Node:
     """One layer call of the expanded graph."""
@@ -94,7 +104,7 @@ class SharedCall:
     def forward(self, x: Any, training: bool = False) -> np.ndarray:
         y = self.layer.forward(x, training=training)
         if training:
-            self._state = {k: v for k, v in vars(self.layer).items() if k not in _KEPT_OUT}
+            self._state = call_state(self.layer)
         return y
 
     @property
@@ -106,7 +116,7 @@ class SharedCall:
         return self._state.get("last_logits")
 
     def backward(self, dy: np.ndarray, need_dx: bool = True, **kwargs: Any) -> Any:
-        vars(self.layer).update(self._state)
+        restore_call_state(self.layer, self._state)
         if self._first[0]:
             self._first[0] = False
             return self.layer.backward(dy, need_dx=need_dx, **kwargs)
