@@ -3,7 +3,8 @@ and activation — the arithmetic the lecture writes out by hand
 ("0·w00 + 1·w01 + 4·w10 + 5·w11 + b").
 
 ``explain(layer, x, at=(n, i, j, c))`` returns an explanation object for one output of
-a Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D or Dense layer (or of a layer inside a model).
+a Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D or Dense layer (or of a layer inside a model);
+every other layer family is written as its formula by :mod:`cnnlab.explain_layers`.
 Its ``.output`` is the layer's own forward output at that position, bit for bit; the terms
 come from the loop references of :mod:`cnnlab.ops` (``conv2d_terms``, ``pool2d_window``: the
 arithmetic the tests check the kernels against), cell by cell in float64, so their sum agrees
@@ -15,77 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from cnnlab.errors import InvalidArgumentError
+from cnnlab.explain_base import Explanation, fmt
+from cnnlab.explain_layers import explain_step
 from cnnlab.layers import AveragePooling2D, Conv2D, Dense, DepthwiseConv2D, MaxPooling2D
 from cnnlab.layers.base import Layer
+from cnnlab.layers.merging import Merge
 from cnnlab.ops.conv import conv2d_terms
 from cnnlab.ops.depthwise import depthwise_conv2d_terms
 from cnnlab.ops.pool import first_maximum, pool2d_window
-
-
-def fmt(value: float) -> str:
-    """Numbers as the lecture writes them: integers without decimals, others with 4.
-
-    >>> fmt(3.0), fmt(-0.24081), fmt(float("-inf")), fmt(float("nan"))
-    ('3', '-0.2408', '-inf', 'nan')
-    """
-    value = float(value)
-    if np.isnan(value):
-        return "nan"
-    if np.isinf(value):
-        return "-inf" if value < 0 else "inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.4f}"
-
-
-def _cells(a: np.ndarray) -> list:
-    """Array -> nested lists with -inf/inf/nan as strings (JSON has no infinities or NaN)."""
-    return [_cells(v) for v in a] if np.ndim(a) else (fmt(a) if not np.isfinite(a) else float(a))
-
-
-@dataclass(repr=False)
-class Explanation:
-    """Common fields of every explanation."""
-
-    layer: str
-    kind: str
-    at: tuple[int, ...]
-    output: float
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in self.__dict__.items():
-            if key.startswith("_"):
-                continue  # the inline view's arrays (see window_view) are not part of the data
-            if isinstance(value, np.ndarray):
-                value = _cells(value)
-            elif isinstance(value, (np.floating, np.integer)):
-                value = value.item()
-            elif isinstance(value, tuple):
-                value = list(value)
-            if isinstance(value, float) and not np.isfinite(value):
-                value = fmt(value)  # JSON has no NaN or infinities
-            out[key] = value
-        out["text"] = str(self)
-        return out
-
-    def __repr__(self) -> str:
-        # the arithmetic, not a dump of arrays: what a notebook shows as text/plain
-        return str(self)
-
-    #: ``renderer(explanation) -> HTML``, set when :mod:`cnnlab.explain_views` is imported
-    _html_renderer: ClassVar[Any] = None
-
-    def _repr_html_(self) -> str:
-        """Jupyter's rich display: the arithmetic, the window's grids and, for Conv2D and pooling,
-        the interactive view of the whole layer (self-contained HTML, nothing fetched)."""
-        # set by cnnlab.explain_views, which sits above this module and imports it
-        return type(self)._html_renderer(self)
 
 
 @dataclass(repr=False)
@@ -369,11 +312,8 @@ def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer
             if getattr(target, "declares_input", False):
                 raise InvalidArgumentError(f'explain: layer "{target.name}" is an input; it computes nothing.')
             data = model.layer_input(target, x)
-            if isinstance(data, list):
-                raise InvalidArgumentError(
-                    f'explain: layer "{target.name}" is a {type(target).__name__}, a merge of several tensors; '
-                    "explanations exist for Conv2D, MaxPooling2D, AveragePooling2D and Dense."
-                )
+            if isinstance(data, list):  # a merge: its inputs, as the graph gave them
+                return target, data
             return target, target.check_input(data)
         data = model.check_input(np.asarray(x))
         if not model.built:
@@ -384,6 +324,16 @@ def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer
             data = candidate(data)
     if not isinstance(layer, Layer):
         raise InvalidArgumentError(f"explain: expected a layer or a Sequential model, received {type(layer).__name__}.")
+    if isinstance(layer, Merge):  # a merge layer on its own: x is the list of its inputs
+        if not isinstance(x, (list, tuple)):
+            raise InvalidArgumentError(
+                f'explain: layer "{layer.name}" ({type(layer).__name__}) merges several tensors; pass x as the list of '
+                f"its inputs, e.g. [a, b]; received {type(x).__name__}."
+            )
+        data = [layer.check_input(np.asarray(v)) for v in x]
+        if not layer.built:
+            layer.build([(None, *d.shape[1:]) for d in data])
+        return layer, data
     data = layer.check_input(np.asarray(x))
     if not layer.built:
         layer.build((None, *data.shape[1:]))
@@ -426,6 +376,15 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
     full = target(data)
     at = _check_at(at, full.shape, f'{type(target).__name__} "{target.name}"')
     output = full[at]
+    if not isinstance(target, (Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D, Dense)):
+        step = explain_step(target, data, at, full)
+        if step is not None:
+            return step
+        raise InvalidArgumentError(
+            f'explain: layer "{target.name}" is a {type(target).__name__}; explanations exist for Conv2D, '
+            "DepthwiseConv2D, SeparableConv2D, pooling, Dense, BatchNormalization, the merges, Rescaling, the "
+            "activation layers and the layers that only move values (Flatten, Reshape, padding, cropping, ...)."
+        )
     sample = data[at[0]].astype(np.float64)
     if isinstance(target, DepthwiseConv2D):
         return _explain_depthwise(target, sample, at, output)
@@ -438,13 +397,7 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
         # so an explanation of one sample does not keep a whole batch's activations alive
         expl._view = window_view(target, data[at[0]].copy(), full[at[0]].copy())
         return expl
-    if isinstance(target, Dense):
-        return _explain_dense(target, data, at, output, full.shape[-1])
-    raise InvalidArgumentError(
-        f'explain: layer "{target.name}" is a {type(target).__name__}; explanations exist for Conv2D, '
-        "DepthwiseConv2D, MaxPooling2D, AveragePooling2D and Dense "
-        "(Flatten, Dropout and Activation only move or scale values)."
-    )
+    return _explain_dense(target, data, at, output, full.shape[-1])
 
 
 def _explain_conv(layer: Conv2D, x_shape, sample: np.ndarray, at, output) -> ConvExplanation:

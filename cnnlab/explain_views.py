@@ -18,6 +18,7 @@ import numpy as np
 from cnnlab._atomic import atomic_path
 from cnnlab.errors import InvalidArgumentError
 from cnnlab.explain import ConvExplanation, DenseExplanation, Explanation, PoolExplanation, fmt, window_view
+from cnnlab.explain_layers import StepExplanation
 
 #: grids up to this size get their numbers printed in the cells
 NUMBERS_UP_TO = 12
@@ -494,6 +495,8 @@ def explanation_html(expl: Explanation) -> str:
         parts.append(_pool_grids(expl))
     elif isinstance(expl, DenseExplanation):
         parts.append(_dense_table(expl))
+    elif isinstance(expl, StepExplanation) and expl.terms:
+        parts.append(_terms_table(expl))
     view = getattr(expl, "_view", None)
     if view is not None:
         page = {"title": f"{view['title']}: the whole layer", "layers": [view_page_data(view)], "at": list(expl.at[1:])}
@@ -503,6 +506,23 @@ def explanation_html(expl: Explanation) -> str:
         )
     parts.append("</div>")
     return "".join(parts)
+
+
+def _terms_table(expl: StepExplanation, limit: int = 64) -> str:
+    """The numbers that enter a formula explanation: name, value, where each comes from."""
+    head = "".join(f'<th style="{_CELL}">{h}</th>' for h in ("term", "value", "from"))
+    rows = [
+        "<tr>"
+        + "".join(f'<td style="{_CELL}">{html.escape(str(v))}</td>' for v in (t["name"], fmt(t["value"]), t["source"]))
+        + "</tr>"
+        for t in expl.terms[:limit]
+    ]
+    more = (
+        f'<div style="font-size:.8em">... {len(expl.terms) - limit} more in .terms</div>'
+        if len(expl.terms) > limit
+        else ""
+    )
+    return f'<table style="border-collapse:collapse;margin:.3em 0"><tr>{head}</tr>{"".join(rows)}</table>{more}'
 
 
 _PRE = "background:#f6f6f6;padding:.6em;white-space:pre-wrap;font-size:.9em;margin:.3em 0"

@@ -132,8 +132,15 @@ def test_explain_errors():
         ValueError, match=r"at=\(0, 2, 0, 0\) is outside the MaxPooling2D .* output of shape \(1, 2, 2, 1\)"
     ):
         explain(layer, x, at=(0, 2, 0, 0))
+
+    class Doubler(cl.layers.Layer):
+        """A layer of the user's own that changes values in a way explain has no formula for."""
+
+        def forward(self, x, training=False):
+            return 2 * x
+
     with pytest.raises(ValueError, match="explanations exist for Conv2D"):
-        explain(Flatten(), x, at=(0, 0))
+        explain(Doubler(), x + 1, at=(0, 0, 0, 0))
 
 
 def test_trace_gives_every_layer_for_one_image():

@@ -451,8 +451,12 @@ def test_explain_and_trace_every_layer_of_a_graph_model():
     assert sum(float(v) for v in e.products.ravel()) + e.bias == pytest.approx(e.pre_activation)
     e = cl.explain(model, one, at=(0, 2), layer_name="d")
     assert e.output == trace["d"][2]
-    with pytest.raises(InvalidArgumentError, match="merge"):
-        cl.explain(model, data, at=(0, 0, 0, 0), layer_name="add")
+    # the merge: the two branches' values at that position, summed
+    e = cl.explain(model, one, at=(0, 2, 3, 1), layer_name="add")
+    assert e.output == trace["add"][2, 3, 1] and [t["value"] for t in e.terms] == [
+        trace["c1"][2, 3, 1],
+        trace["proj"][2, 3, 1],
+    ]
 
 
 # ---------------------------------------------------------------- Keras's errors
