@@ -1,7 +1,7 @@
 """Two keras.io course models on Fashion-MNIST, trained by cnnlab and by real Keras on one recipe.
 
-Each model is written ONCE, as on keras.io, against a module called ``keras``. That name is
-either real Keras 3 or cnnlab itself (cnnlab has Keras's top-level names), so the only
+Each model is written ONCE (in ``cnnlab/course_models.py``), as on keras.io, against a module
+called ``keras``. That name is either real Keras 3 or cnnlab itself (cnnlab has Keras's top-level names), so the only
 difference between the two runs is the import:
 
     import keras                                    # real Keras
@@ -37,6 +37,7 @@ an aside (they are not a speed benchmark: see ``seed_nets.py``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -49,62 +50,25 @@ from typing import Any
 
 import numpy as np
 
-NUM_CLASSES = 10
-INPUT_SHAPE = (28, 28, 1)
-
 
 # ----------------------------------------------------------------------------- the models, once
-def simple_mnist_convnet(keras: Any) -> Any:
-    """keras.io "Simple MNIST convnet", character for character. x: (N, 28, 28, 1) -> (N, 10)."""
-    layers = keras.layers
-    return keras.Sequential(
-        [
-            keras.Input(shape=INPUT_SHAPE),
-            layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-            layers.MaxPooling2D(pool_size=(2, 2)),
-            layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
-            layers.MaxPooling2D(pool_size=(2, 2)),
-            layers.Flatten(),
-            layers.Dropout(0.5),
-            layers.Dense(NUM_CLASSES, activation="softmax"),
-        ]
-    )
+def _library_models() -> types.ModuleType:
+    """``cnnlab/course_models.py`` loaded by its path: the Keras process has no cnnlab installed."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "cnnlab", "course_models.py")
+    spec = importlib.util.spec_from_file_location("cnnlab_course_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def from_scratch_sequential(keras: Any) -> Any:
-    """keras.io "Image classification from scratch", as a small Sequential for 28 x 28 x 1.
-
-    x: (N, 28, 28, 1) raw 0..255 pixels -> (N, 10) probabilities.
-    """
-    layers = keras.layers
-    return keras.Sequential(
-        [
-            keras.Input(shape=INPUT_SHAPE),
-            layers.RandomFlip("horizontal"),
-            layers.RandomRotation(0.05),
-            layers.Rescaling(1.0 / 255),
-            layers.Conv2D(32, 3, strides=2, padding="same"),
-            layers.BatchNormalization(),
-            layers.Activation("relu"),
-            layers.SeparableConv2D(64, 3, padding="same"),
-            layers.BatchNormalization(),
-            layers.Activation("relu"),
-            layers.MaxPooling2D(3, strides=2, padding="same"),
-            layers.SeparableConv2D(128, 3, padding="same"),
-            layers.BatchNormalization(),
-            layers.Activation("relu"),
-            layers.GlobalAveragePooling2D(),
-            layers.Dropout(0.25),
-            layers.Dense(NUM_CLASSES, activation="softmax"),
-        ]
-    )
+_models = _library_models()
+simple_mnist_convnet = _models.simple_mnist_convnet
+from_scratch_sequential = _models.from_scratch_sequential
+NUM_CLASSES = _models.NUM_CLASSES
+INPUT_SHAPE = _models.INPUT_SHAPE
 
 
-MODELS = {
-    # name: (builder, epochs of the recipe, inputs scaled by 1/255 before the model?)
-    "simple": (simple_mnist_convnet, 15, True),
-    "scratch": (from_scratch_sequential, 10, False),
-}
+MODELS = _models.RECIPES  # name: (builder, epochs of the recipe, inputs scaled by 1/255 before the model?)
 BATCH_SIZE = 128
 QUICK_EPOCHS = 2
 QUICK_TRAIN = 12_000
