@@ -33,6 +33,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, received {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, received {text!r}")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -51,6 +61,17 @@ def _command(sub: Any, name: str, help_text: str, example: str) -> argparse.Argu
         epilog=f"example: {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+#: ``cnnlab train --model`` choices and what they are
+TRAIN_MODELS = {
+    "net1": "the lecture's dense network",
+    "net2": "the lecture's CNN",
+    "simple": "keras.io's Simple MNIST convnet (pixels scaled to 0..1)",
+    "scratch": "a keras.io 'from scratch' CNN: RandomFlip, RandomRotation, Rescaling, BatchNormalization, "
+    "SeparableConv2D, GlobalAveragePooling2D, Dropout",
+}
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "adagrad", "adadelta", "adamax", "nadam")
 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
@@ -83,11 +104,24 @@ def _parser() -> argparse.ArgumentParser:
     train = _command(
         sub,
         "train",
-        "train one of the lecture's networks and save it",
-        "cnnlab train --model net2 --epochs 3 --out net2.cnnlab",
+        "train one of the lecture's or the course's networks and save it",
+        "cnnlab train --model net2 --epochs 3 --out net2.cnnlab\n"
+        "         cnnlab train --model scratch --optimizer adamw --batch-size 128 --out scratch.cnnlab",
     )
-    train.add_argument("--model", choices=("net1", "net2"), required=True)
+    train.add_argument(
+        "--model",
+        choices=tuple(TRAIN_MODELS),
+        required=True,
+        help="; ".join(f"{name}: {text}" for name, text in TRAIN_MODELS.items()),
+    )
     _training_options(train)
+    train.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="adam",
+        help="with Keras's defaults (default adam, as the lecture and keras.io)",
+    )
+    train.add_argument("--learning-rate", type=_positive_float, default=None, help="the optimizer's (default Keras's)")
     train.add_argument("--validation-split", type=_fraction, default=0.0, help="hold out the last fraction")
     train.add_argument("--out", default=None, help="model file (default MODEL.cnnlab)")
     train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
@@ -219,9 +253,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     out = args.out or f"{args.model}.cnnlab"
     _check_out(lambda path: check_target(path, "cannot save the model to"), out)
     cl.set_random_seed(args.seed)
-    data = lecture.prepare_data(args.data, args.normalize)
-    model = lecture.build_net1() if args.model == "net1" else lecture.build_net2()
-    model.compile("adam", cl.losses.categorical_crossentropy, "accuracy")
+    from cnnlab import course_models
+
+    builders = {"net1": lecture.build_net1, "net2": lecture.build_net2}
+    builders.update({name: recipe[0] for name, recipe in course_models.RECIPES.items()})
+    # the Simple MNIST convnet's recipe scales pixels to 0..1; the from-scratch model rescales itself
+    normalize = args.normalize or (args.model in course_models.RECIPES and course_models.RECIPES[args.model][2])
+    data = lecture.prepare_data(args.data, normalize)
+    model = builders[args.model]()
+    kind = type(cl.optimizers.get(args.optimizer))
+    optimizer = kind() if args.learning_rate is None else kind(learning_rate=args.learning_rate)
+    model.compile(optimizer, cl.losses.categorical_crossentropy, "accuracy")
     model.fit(
         data.X,
         data.y,

@@ -63,6 +63,8 @@ class Optimizer:
     name = "optimizer"
     #: initial value of each slot (zeros unless named here)
     slot_initial: dict[str, float] = {}
+    #: slots that hold one number for the whole model, not one per weight (Nadam's momentum product)
+    scalar_slots: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -482,6 +484,8 @@ class Nadam(_Betas):
         m_hat = mu_{t+1}*m / (1 - U_t*mu_{t+1}) + (1 - mu_t)*g / (1 - U_t)
         w -= lr*m_hat / (sqrt(v / (1 - beta_2^t)) + epsilon)
     """
+
+    scalar_slots = ("u_product",)
 
     name = "nadam"
 

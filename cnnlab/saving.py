@@ -279,11 +279,16 @@ def _check_state(state: dict[str, np.ndarray], model: Any, path: Path) -> None:
             f"{path}: optimizer/iterations.npy is {iterations!r:.60}; expected a non-negative whole number."
         )
     size = sum(int(w.size) for w in model.trainable_weights)
+    scalars = getattr(model.optimizer, "scalar_slots", ())
     for key, value in state.items():
-        if key != "iterations" and (value.shape != (size,) or value.dtype.kind != "f"):
+        if key == "iterations":
+            continue
+        want = () if key in scalars else (size,)
+        if value.shape != want or value.dtype.kind != "f":
+            need = "one float number" if key in scalars else f"a float array of shape ({size},)"
             raise ModelFileError(
                 f"{path}: optimizer/{key}.npy has shape {value.shape} and dtype {value.dtype}; the model's "
-                f"{size} trainable weights need a float array of shape ({size},). Load with compile=False "
+                f"{size} trainable weights need {need} there. Load with compile=False "
                 "to use the weights without the optimizer state."
             )
 

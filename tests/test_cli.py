@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+import cnnlab as cl
 from cnnlab import cli
 from cnnlab.datasets import fashion_mnist
 from tests.conftest import train_net2
@@ -206,3 +207,49 @@ def test_lecture_checks_out_before_training(blocked, tiny_data, tmp_path, monkey
     assert str(out) in err and "--out" in err
     assert "file.txt is a file, not a folder" in err if blocked == "out" else "received a directory" in err
     assert captured.out == ""
+
+
+def test_train_the_course_models_with_any_optimizer(tiny_data, tmp_path, capsys):
+    """The course models train from the command line with each optimizer's Keras defaults or a
+    given learning rate; the file keeps the optimizer, and the whole-model page explains every layer
+    (BatchNormalization, SeparableConv2D, global pooling included)."""
+    scratch = tmp_path / "scratch.cnnlab"
+    args = ["train", "--model", "scratch", "--epochs", "1", "--batch-size", "8", "--data", str(tiny_data)]
+    assert (
+        cli.main([*args, "--optimizer", "nadam", "--learning-rate", "0.01", "--out", str(scratch), "--verbose", "0"])
+        == 0
+    )
+    model = cl.models.load_model(scratch)
+    assert type(model.optimizer).__name__ == "Nadam" and model.optimizer.learning_rate == pytest.approx(0.01)
+    assert model.metadata["input_scale"] == 1.0  # raw pixels: the model rescales itself
+    assert {"BatchNormalization", "SeparableConv2D", "GlobalAveragePooling2D"} <= {
+        type(x).__name__ for x in model.layers
+    }
+    for name in ("batch_normalization", "global_average_pooling2d", "separable_conv2d"):
+        at = (0, 0) if name.startswith("global") else (0, 1, 1, 0)
+        assert "output[" in str(cl.explain(model, np.zeros((1, 28, 28, 1)), at=at, layer_name=name))
+    simple = tmp_path / "simple.cnnlab"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--model",
+                "simple",
+                "--epochs",
+                "1",
+                "--data",
+                str(tiny_data),
+                "--out",
+                str(simple),
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert cl.models.load_model(simple).metadata["input_scale"] == pytest.approx(1 / 255)  # keras.io's x / 255
+    assert type(cl.models.load_model(simple).optimizer).__name__ == "Adam"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main([*args, "--optimizer", "adam", "--learning-rate", "-1"])
+    assert "expected a positive finite number" in capsys.readouterr().err
