@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 import cnnlab as cl
 from cnnlab import cli
-from cnnlab.explain import explain, trace
+from cnnlab.errors import ShapeError
+from cnnlab.explain import explain, fmt, trace
 from cnnlab.explain_views import MatrixError, parse_matrix
 from cnnlab.layers import AveragePooling2D, Conv2D, Dense, Flatten, MaxPooling2D
 from tests.conftest import train_net2
@@ -134,6 +135,60 @@ def test_explain_errors():
         explain(layer, x, at=(0, 2, 0, 0))
     with pytest.raises(ValueError, match="explanations exist for Conv2D"):
         explain(Flatten(), x, at=(0, 0))
+
+
+def test_explain_checks_the_model_input_shape():
+    """A 28x28x1 model given 32x32x3 images ran its layers on them (issue 11)."""
+    model = cl.Sequential([cl.layers.Input((28, 28, 1)), Conv2D(2, 3, name="conv")], name="gray")
+    with pytest.raises(
+        ShapeError,
+        match=r'Model "gray" expects samples of shape \(28, 28, 1\) .*received input of shape \(1, 32, 32, 3\)',
+    ):
+        explain(model, np.zeros((1, 32, 32, 3)), at=(0, 0, 0, 0), layer_name="conv")
+    with pytest.raises(ShapeError, match=r"expects samples of shape \(28, 28, 1\).*\(1, 28, 28, 3\)"):
+        explain(model, np.zeros((1, 28, 28, 3)), at=(0, 0, 0, 0), layer_name="conv")
+    layer = Conv2D(1, 2, name="one")
+    layer(np.zeros((1, 4, 4, 1)))
+    with pytest.raises(ShapeError, match=r'layer "one".*axis -1 of input shape to have value 1.*\(1, 4, 4, 3\)'):
+        explain(layer, np.zeros((1, 4, 4, 3)), at=(0, 0, 0, 0))
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_softmax_activation_of_a_convolution_is_explained_over_the_channels(depthwise):
+    """Softmax normalises over the channels of an output position; it was shown as if elementwise,
+    ``softmax(z) = y``. The expected value is computed here from the layer's pre-activations
+    (the same layer without activation), independently of the explanation's own terms."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 5, 5, 2))
+    if depthwise:
+        layer = cl.layers.DepthwiseConv2D(2, depth_multiplier=2, activation="softmax", name="sm")
+        plain = cl.layers.DepthwiseConv2D(2, depth_multiplier=2, name="plain")
+    else:
+        layer, plain = Conv2D(3, 2, activation="softmax", name="sm"), Conv2D(3, 2, name="plain")
+    y = layer(x)
+    plain(x)
+    plain.set_weights(layer.get_weights())
+    z = plain(x).astype(np.float64)[1, 2, 3]  # every channel's pre-activation at output[1, 2, 3, :]
+    for f in range(y.shape[-1]):
+        e = explain(layer, x, at=(1, 2, 3, f))
+        assert e.output == y[1, 2, 3, f]  # the layer's own output, bit for bit
+        assert e.output == pytest.approx(np.exp(z[f]) / np.exp(z).sum(), rel=1e-5)
+        np.testing.assert_allclose(e.channel_logits, z, rtol=1e-5, atol=1e-6)
+        text = str(e)
+        assert f"softmax over the {y.shape[-1]} channels of output[1, 2, 3, :]" in text
+        assert f"softmax({fmt(e.pre_activation)})" not in text  # not elementwise
+        assert " + ".join(f"exp({fmt(v)})" for v in e.channel_logits) in text
+        assert len(e.to_dict()["channel_logits"]) == y.shape[-1]
+
+
+def test_softmax_explanation_of_large_pre_activations_stays_finite():
+    layer = Conv2D(2, 1, activation="softmax", kernel_initializer="ones", name="big")
+    x = np.full((1, 1, 1, 1), 1000.0)
+    y = layer(x)
+    layer.set_weights([np.array([[[[1.0, 2.0]]]]), np.zeros(2)])
+    e = explain(layer, x, at=(0, 0, 0, 0))
+    assert e.output == layer(x)[0, 0, 0, 0] and y.shape == (1, 1, 1, 2)
+    assert "divided by exp(2000), the largest, to stay finite" in str(e)
 
 
 def test_trace_gives_every_layer_for_one_image():
