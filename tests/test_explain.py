@@ -249,18 +249,24 @@ def test_cli_pool_digest_example(capsys):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["conv", "--image", "1 2; 3", "--kernel", "1"], "row 2 has 1 value(s), row 1 has 2"),
-        (["conv", "--image", "1 x; 3 4", "--kernel", "1"], "'x' in row 1 is not a number"),
-        (["conv", "--image", "ones:2x2", "--kernel", "ones:3x3"], "floor((n - (k-1)*d - 1) / s) + 1"),
-        (["conv", "--image", "ones:4x4", "--kernel", "1 1; 1 1", "--at", "5,0"], "is outside the Conv2D"),
-        (["conv", "--image", "ones:4x4", "--kernel", "1 1;; 1 1"], "--kernel has 2 channel plane(s) but --image has 1"),
-        (["pool", "--image", "nothere.npy"], "no such file nothere.npy"),
+        # a value not in its option's documented form: a usage error, status 2 (as argparse's)
+        (["conv", "--image", "1 2; 3", "--kernel", "1"], "row 2 has 1 value(s), row 1 has 2", 2),
+        (["conv", "--image", "1 x; 3 4", "--kernel", "1"], "'x' in row 1 is not a number", 2),
+        (["conv", "--image", "ones:4x4", "--kernel", "1 1; 1 1", "--at", "5,0"], "--at 5,0: the output has 3 row", 2),
+        (
+            ["conv", "--image", "ones:4x4", "--kernel", "1 1;; 1 1"],
+            "--kernel has 2 channel plane(s) but --image has 1",
+            2,
+        ),
+        (["pool", "--image", "nothere.npy"], "no such file nothere.npy", 2),
+        # values in their form that do not fit together: status 1
+        (["conv", "--image", "ones:2x2", "--kernel", "ones:3x3"], "floor((n - (k-1)*d - 1) / s) + 1", 1),
     ],
 )
-def test_cli_explain_errors_are_one_line(args, message, capsys):
-    assert cli.main(["explain", *args]) == 1
+def test_cli_explain_errors_are_one_line(args, message, code, capsys):
+    assert cli.main(["explain", *args]) == code
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
