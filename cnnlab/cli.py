@@ -280,6 +280,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     model = _load(args.model)
     _check_fashion_input(model, args.model, "evaluate")
+    outputs = int(model.output_shape[-1])
+    if outputs != 10:  # the labels are Fashion-MNIST's 10 classes
+        raise CommandError(
+            f"{args.model}: the model has {outputs} outputs, but cnnlab evaluate scores it against Fashion-MNIST's "
+            "10 classes; use a model with one output per class (e.g. from cnnlab train)."
+        )
     x, y = _test_data(model, args.data)
     if not model.compiled:
         model.compile("adam", "categorical_crossentropy", ["accuracy"])
