@@ -2,13 +2,15 @@
 
 Every user error (missing file, bad option, unreadable image: the classes of
 :mod:`cnnlab.errors`, and ``OSError`` for files) prints one line to stderr and exits with
-status 1 (2 for bad usage), without a traceback; any other exception is a bug in cnnlab
-and keeps its traceback.
+status 1, without a traceback; an option whose value is not in its documented form
+(:class:`~cnnlab.errors.UsageError`: ``--at 1``, ``--image arange:3x``) exits with status 2, as
+argparse's own usage errors. Any other exception is a bug in cnnlab and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError, CommandError
+from cnnlab.errors import CnnlabError, CommandError, UsageError
 from cnnlab.explain import fmt
 
 #: the old name of CommandError, kept for code that imported it
@@ -203,8 +205,11 @@ def _explain_parsers(sub: Any) -> None:
     pool.add_argument("--padding", choices=("valid", "same"), default="valid")
     pool.add_argument("--average", action="store_true", help="average instead of max pooling")
     for cmd in (conv, pool):
+        # argparse takes "-1,0" for an option name ("--at: expected one argument"); let values that
+        # start with a number reach the option, which then says what it expects
+        cmd._negative_number_matcher = re.compile(r"^-\d")
         where = cmd.add_mutually_exclusive_group()
-        where.add_argument("--at", default="0,0", help="output cell I,J (default 0,0)")
+        where.add_argument("--at", default="0,0", help="output cell ROW,COL, counted from 0 (default 0,0)")
         where.add_argument("--all", action="store_true", help="explain every output cell")
         cmd.add_argument("--png", default=None, help="write the sliding-window picture here")
         cmd.add_argument("--html", default=None, help="write an interactive page here")
@@ -234,6 +239,41 @@ def _test_data(model: Any, data: str | None) -> tuple[np.ndarray, np.ndarray]:
     _, (x_test, y_test) = fashion_mnist.load_data(data)
     scale = float(model.metadata.get("input_scale", 1.0))
     return x_test.reshape(-1, 28, 28, 1).astype(np.float64) * scale, y_test
+
+
+#: the shape of one Fashion-MNIST image as the commands that read the data set feed it
+FASHION_SAMPLE = (28, 28, 1)
+
+
+def _check_fashion_input(model: Any, path: str, command: str) -> None:
+    """``evaluate``, ``trace`` and ``explain model`` feed Fashion-MNIST images: refuse, by name, a
+    model made for other inputs (e.g. 32x32 RGB) instead of failing inside its first layer."""
+    shape = tuple(model.input_shape[1:])
+    if shape != FASHION_SAMPLE:
+        raise CommandError(
+            f"{path}: the model takes inputs of shape {shape}, but cnnlab {command} feeds it Fashion-MNIST images "
+            f"of shape {FASHION_SAMPLE}; use a model made for 28x28 grayscale images (e.g. from cnnlab train)."
+        )
+
+
+def _class_names(model: Any, fallback: list[str] | None = None) -> tuple[list[str], str | None]:
+    """The names of the model's outputs and, when the model file's ``class_names`` cannot be used,
+    a note saying why: they must be a list of one name per output. Without usable names:
+    ``fallback`` when it has one name per output, else the output numbers "0", "1", ..."""
+    outputs = int(model.output_shape[-1])
+    names = model.metadata.get("class_names")
+    note = None
+    if names is not None:
+        if isinstance(names, list) and len(names) == outputs:
+            return [str(name) for name in names], None
+        what = f"{len(names)} names" if isinstance(names, list) else f"a {type(names).__name__}"
+        note = (
+            f"note: the model file's class_names is {what}, but the model has {outputs} outputs; "
+            "showing output numbers instead"
+        )
+    if fallback is not None and len(fallback) == outputs:
+        return list(fallback), note
+    return [str(k) for k in range(outputs)], note
 
 
 def _check_out(check: Callable[[str], None], path: str) -> None:
@@ -281,6 +321,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     import cnnlab as cl
 
     model = _load(args.model)
+    _check_fashion_input(model, args.model, "evaluate")
+    outputs = int(model.output_shape[-1])
+    if outputs != 10:  # the labels are Fashion-MNIST's 10 classes
+        raise CommandError(
+            f"{args.model}: the model has {outputs} outputs, but cnnlab evaluate scores it against Fashion-MNIST's "
+            "10 classes; use a model with one output per class (e.g. from cnnlab train)."
+        )
     x, y = _test_data(model, args.data)
     if not model.compiled:
         model.compile("adam", "categorical_crossentropy", ["accuracy"])
@@ -304,6 +351,7 @@ def cmd_trace(args: argparse.Namespace) -> None:
     from cnnlab.datasets import fashion_mnist
 
     model = _load(args.model)
+    _check_fashion_input(model, args.model, "trace")
     (x_train, _), _ = fashion_mnist.load_data(args.data)
     x = x_train[: args.samples].reshape(-1, 28, 28, 1).astype(np.float64)
     x *= float(model.metadata.get("input_scale", 1.0))
@@ -369,7 +417,9 @@ def read_image(path: str, invert: str = "auto") -> np.ndarray:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     model = _load(args.model)
-    names = model.metadata.get("class_names") or [str(i) for i in range(model.output_shape[-1])]
+    names, note = _class_names(model)
+    if note:
+        print(note)
     scale = float(model.metadata.get("input_scale", 1.0))
     images = np.stack([read_image(p, args.invert) for p in args.images])[..., None] * scale
     probs = model.predict(images)
@@ -386,23 +436,37 @@ def cmd_lecture(args: argparse.Namespace) -> None:
 
 
 def _pair(text: str, what: str) -> tuple[int, int]:
-    parts = [p for p in text.replace(" ", "").split(",") if p]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise CommandError(f"--{what}: expected N or N,M with whole numbers, received {text!r}") from None
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2:
-        raise CommandError(f"--{what}: expected N or N,M, received {text!r}")
+    """``--strides``, ``--pool-size``, ``--dilation``: ``N`` (both axes) or ``N,M``, whole numbers >= 1."""
+    parts = text.replace(" ", "").split(",")
+    if len(parts) not in (1, 2) or not all(re.fullmatch(r"\d+", p) and int(p) >= 1 for p in parts):
+        raise UsageError(f"--{what} expects N or N,M with whole numbers >= 1 (got {text!r})")
+    values = [int(p) for p in parts] * (3 - len(parts))
     return values[0], values[1]
+
+
+def _cell(text: str, out_shape: tuple[int, ...]) -> tuple[int, int]:
+    """``--at ROW,COL``: both coordinates, whole numbers counted from 0, inside the output."""
+    parts = text.replace(" ", "").split(",")
+    if len(parts) != 2 or not all(re.fullmatch(r"\d+", p) for p in parts):
+        raise UsageError(f"--at expects ROW,COL with whole numbers >= 0, e.g. --at 0,1 (got {text!r})")
+    row, col = int(parts[0]), int(parts[1])
+    rows, cols = out_shape[0], out_shape[1]
+    if row >= rows or col >= cols:
+        raise UsageError(
+            f"--at {text}: the output has {rows} row(s) and {cols} column(s); expected ROW in 0..{rows - 1} "
+            f"and COL in 0..{cols - 1}"
+        )
+    return row, col
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
     from cnnlab import explain_views as views
-    from cnnlab.explain import explain
+    from cnnlab._atomic import check_target
     from cnnlab.layers import AveragePooling2D, Conv2D, MaxPooling2D
 
+    for option in ("png", "html"):  # an unwritable place fails now, not after the work
+        if getattr(args, option):
+            check_target(getattr(args, option), f"--{option}: cannot write")
     if args.what == "model":
         _explain_model(args)
         return
@@ -410,7 +474,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if args.what == "conv":
         kernel = views.parse_matrix(args.kernel, "--kernel")
         if kernel.shape[2] != image.shape[2]:
-            raise CommandError(
+            raise UsageError(
                 f"--kernel has {kernel.shape[2]} channel plane(s) but --image has {image.shape[2]}; "
                 'give one kernel plane per image channel, separated by ";;"'
             )
@@ -430,8 +494,17 @@ def cmd_explain(args: argparse.Namespace) -> None:
         cls = AveragePooling2D if args.average else MaxPooling2D
         strides = None if args.strides is None else _pair(args.strides, "strides")
         layer = cls(_pair(args.pool_size, "pool-size"), strides=strides, padding=args.padding, name="pool")
+    # checked against the output's shape before any arithmetic (--all ignores --at)
+    at = (0, 0) if args.all else _cell(args.at, layer.compute_output_shape((1, *image.shape))[1:])
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf propagate, as IEEE arithmetic says
+        _explain_window(args, layer, image, at)
+
+
+def _explain_window(args: argparse.Namespace, layer: Any, image: np.ndarray, at: tuple[int, int]) -> None:
+    from cnnlab import explain_views as views
+    from cnnlab.explain import explain
+
     out = layer(image[None])[0]
-    at = _pair(args.at, "at")
     channels = range(out.shape[2]) if args.what == "pool" else [0]
     cells = [(i, j) for i in range(out.shape[0]) for j in range(out.shape[1])] if args.all else [at]
     explanations = [explain(layer, image[None], at=(0, i, j, c)) for c in channels for i, j in cells]
@@ -447,6 +520,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
     for e in explanations:
         print()
         print(e)
+    if not np.isfinite(image).all():
+        print(f"\nnote: --image holds {np.count_nonzero(~np.isfinite(image))} NaN or infinite value(s); they propagate")
     if args.png:
         kernel = layer.kernel[..., 0:1][..., 0] if args.what == "conv" else None
         path = views.window_figure(image, first, out[..., first.at[3]], kernel, Path(args.png))
@@ -467,15 +542,19 @@ def _explain_model(args: argparse.Namespace) -> None:
     from cnnlab.layers import Conv2D
 
     model = _load(args.model)
+    _check_fashion_input(model, args.model, "explain model")
     _, (x_test, y_test) = fashion_mnist.load_data(args.data)
     if not 0 <= args.index < len(x_test):
         raise CommandError(
             f"--index {args.index} is out of range: the test set has {len(x_test)} images (0..{len(x_test) - 1})"
         )
     image = x_test[args.index].reshape(28, 28, 1).astype(np.float64) * float(model.metadata.get("input_scale", 1.0))
-    names = model.metadata.get("class_names") or fashion_mnist.class_names
+    names, note = _class_names(model, list(fashion_mnist.class_names))
+    if note:
+        print(note)
+    truth = fashion_mnist.class_names[y_test[args.index]]  # the data set's label, whatever the model's outputs
     steps = trace(model, image)
-    print(f"test image {args.index} (true class: {names[y_test[args.index]]})")
+    print(f"test image {args.index} (true class: {truth})")
     for name, out in steps:
         print(f"  {name:<18} {str(out.shape):<16} min {fmt(out.min())}  max {fmt(out.max())}  mean {fmt(out.mean())}")
     probs = steps[-1][1]
@@ -483,11 +562,11 @@ def _explain_model(args: argparse.Namespace) -> None:
     if args.png:
         kernels = {layer.name: layer.kernel for layer, _ in model._leaves() if isinstance(layer, Conv2D)}
         path = views.feature_maps_figure(
-            steps, kernels, Path(args.png), f"{model.name}: test image {args.index} ({names[y_test[args.index]]})"
+            steps, kernels, Path(args.png), f"{model.name}: test image {args.index} ({truth})"
         )
         print(f"picture written to {path}")
     if args.html:
-        title = f"{model.name}: test image {args.index} ({names[y_test[args.index]]})"
+        title = f"{model.name}: test image {args.index} ({truth})"
         page = views.model_page(
             model,
             image,
@@ -617,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
         # a user's mistake or a file that cannot be read or written: one line, no traceback;
         # anything else is a bug in cnnlab and keeps its traceback
         print(f"cnnlab {args.command}: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         print(f"cnnlab {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -20,6 +20,7 @@ DataFileError             ValueError                     a corrupt or foreign da
 DataNotFoundError         FileNotFoundError (OSError)    no place held the data set
 NotRegularFileError       OSError, ValueError            writing over a directory, FIFO, device
 CommandError              ValueError                     bad input to a ``cnnlab`` command
+UsageError                ValueError                     an option value not in its documented form
 MissingDependencyError    ImportError                    an optional package a feature needs
 ========================  =============================  =====================================
 """
@@ -38,6 +39,7 @@ __all__ = [
     "NotReadyError",
     "NotRegularFileError",
     "ShapeError",
+    "UsageError",
 ]
 
 
@@ -83,6 +85,12 @@ class NotRegularFileError(CnnlabError, OSError, ValueError):
 
 class CommandError(InvalidArgumentError):
     """Bad input to a ``cnnlab`` command (an option, an image file), reported as one line."""
+
+
+class UsageError(CommandError):
+    """An option of a ``cnnlab`` command whose value does not follow its documented form
+    (``--at ROW,COL``, ``--image arange:HxW``): exit status 2, as argparse's usage errors, with
+    one line naming the option, the form expected and the value received."""
 
 
 class MissingDependencyError(CnnlabError, ImportError):

@@ -50,6 +50,9 @@ class ConvExplanation(Explanation):
     bias: float = 0.0
     pre_activation: float = 0.0
     activation: str = "linear"
+    #: softmax only: the pre-activations ``(F,)`` of every output channel at this position, which
+    #: softmax normalises over (Keras applies it over the last axis, the channels)
+    channel_logits: np.ndarray | None = None
 
     def __str__(self) -> str:
         n, i, j, f = self.at
@@ -65,9 +68,26 @@ class ConvExplanation(Explanation):
                 lines.append(f"  channel {c}: {self._terms(c)} = {fmt(self.channel_sums[c])}")
             partials = " + ".join(fmt(v) for v in self.channel_sums)
             lines.append(f"  total: {partials} + {fmt(self.bias)} = {fmt(self.pre_activation)}")
-        if self.activation != "linear":
+        if self.activation == "softmax":
+            lines += self._softmax_lines()
+        elif self.activation != "linear":
             lines.append(f"  {self.activation}({fmt(self.pre_activation)}) = {fmt(self.output)}")
         return "\n".join(lines)
+
+    def _softmax_lines(self) -> list[str]:
+        """Softmax is not elementwise: it normalises over the channels of the output position."""
+        n, i, j, f = self.at
+        logits = self.channel_logits
+        exps = " + ".join(f"exp({fmt(z)})" for z in logits)
+        with np.errstate(over="ignore"):
+            shift = 0.0 if np.isfinite(np.exp(logits).sum()) else float(np.max(logits))  # as softmax does
+        ratio = f"{fmt(np.exp(self.pre_activation - shift))} / {fmt(np.exp(logits - shift).sum())}"
+        return [
+            f"  softmax over the {len(logits)} channels of output[{n}, {i}, {j}, :] "
+            f"(pre-activations {', '.join(fmt(z) for z in logits)}):",
+            f"  exp({fmt(self.pre_activation)}) / ({exps}) = {ratio} = {fmt(self.output)}"
+            + (f" (every exp divided by exp({fmt(shift)}), the largest, to stay finite)" if shift else ""),
+        ]
 
     def _terms(self, c: int) -> str:
         pairs = zip(self.window[..., c].ravel(), self.kernel[..., c].ravel(), strict=True)
@@ -315,9 +335,8 @@ def _resolve(layer: Any, x: Any, name_or_index: str | int | None) -> tuple[Layer
             if isinstance(data, list):  # a merge: its inputs, as the graph gave them
                 return target, data
             return target, target.check_input(data)
-        data = model.check_input(np.asarray(x))
-        if not model.built:
-            model.build((None, *data.shape[1:]))
+        # the model's own input checks (rank, dtype, the sample shape it was built for), as predict
+        data = model._prepare_input(x)
         for candidate in model.layers:
             if candidate is target:
                 return target, target.check_input(data)
@@ -402,26 +421,45 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
 
 def _explain_conv(layer: Conv2D, x_shape, sample: np.ndarray, at, output) -> ConvExplanation:
     n, i, j, f = at
-    terms = conv2d_terms(sample, layer.kernel, i, j, f, layer.strides, layer.padding, layer.dilation_rate, layer.groups)
-    return _conv_explanation(layer, layer.name, at, output, terms, layer.kernel[:, :, :, f], f)
+
+    def terms_of(k: int) -> tuple:
+        return conv2d_terms(
+            sample, layer.kernel, i, j, k, layer.strides, layer.padding, layer.dilation_rate, layer.groups
+        )
+
+    return _conv_explanation(layer, layer.name, at, output, terms_of, layer.kernel[:, :, :, f], f)
 
 
 def _explain_depthwise(layer: DepthwiseConv2D, sample: np.ndarray, at, output) -> ConvExplanation:
     """Output channel ``k = c*depth_multiplier + m``: the window of input channel ``c`` alone times
     kernel ``m`` of that channel (shown as a one-channel convolution)."""
     n, i, j, k = at
-    terms = depthwise_conv2d_terms(sample, layer.kernel, i, j, k, layer.strides, layer.padding, layer.dilation_rate)
+
+    def terms_of(q: int) -> tuple:
+        return depthwise_conv2d_terms(sample, layer.kernel, i, j, q, layer.strides, layer.padding, layer.dilation_rate)
+
     c, m = divmod(k, layer.depth_multiplier)
     name = f"{layer.name} (input channel {c}, kernel {m})"
-    return _conv_explanation(layer, name, at, output, terms, layer.kernel[:, :, c : c + 1, m], k)
+    return _conv_explanation(layer, name, at, output, terms_of, layer.kernel[:, :, c : c + 1, m], k)
 
 
-def _conv_explanation(layer: Any, name: str, at, output, terms: tuple, kernel: np.ndarray, f: int) -> ConvExplanation:
-    """One output of a convolution from its loop-reference terms: per-channel sums, bias, activation."""
-    rows, cols, pad, window, products = terms
+def _conv_explanation(layer: Any, name: str, at, output, terms_of: Any, kernel: np.ndarray, f: int) -> ConvExplanation:
+    """One output of a convolution from its loop-reference terms (``terms_of(channel)``): per-channel
+    sums, bias, activation; for softmax the pre-activations of every output channel at the position."""
+
+    def pre_activation(k: int) -> float:
+        products = terms_of(k)[4]
+        return float(products.sum() + (float(layer.bias[k]) if layer.use_bias else 0.0))
+
+    rows, cols, pad, window, products = terms_of(f)
     channel_sums = products.sum(axis=(0, 1))
     bias = float(layer.bias[f]) if layer.use_bias else 0.0
     pre = float(channel_sums.sum() + bias)
+    logits = None
+    if layer.activation == "softmax":
+        # Conv2D: `filters`; DepthwiseConv2D: input channels × depth_multiplier
+        channels = getattr(layer, "filters", None) or layer.kernel.shape[2] * layer.depth_multiplier
+        logits = np.array([pre if k == f else pre_activation(k) for k in range(channels)])
     return ConvExplanation(
         name,
         "conv",
@@ -437,6 +475,7 @@ def _conv_explanation(layer: Any, name: str, at, output, terms: tuple, kernel: n
         bias,
         pre,
         layer.activation,
+        logits,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab._atomic import atomic_path
-from cnnlab.errors import InvalidArgumentError
+from cnnlab.errors import InvalidArgumentError, UsageError
 from cnnlab.explain import ConvExplanation, DenseExplanation, Explanation, PoolExplanation, fmt, window_view
 from cnnlab.explain_layers import StepExplanation
 
@@ -24,8 +24,16 @@ from cnnlab.explain_layers import StepExplanation
 NUMBERS_UP_TO = 12
 
 
-class MatrixError(InvalidArgumentError):
-    """A matrix given on the command line cannot be read."""
+#: the most values ``arange:``/``ones:``/``zeros:`` make: an image to read and explain, checked
+#: before anything is allocated (``arange:100000x100000`` would need 80 GB)
+MAX_GENERATED_VALUES = 1_000_000
+
+#: the generated images ``parse_matrix`` knows
+GENERATORS = ("arange", "ones", "zeros")
+
+
+class MatrixError(UsageError):
+    """A matrix given on the command line cannot be read (a usage error: exit status 2)."""
 
 
 def parse_matrix(text: str, what: str = "matrix") -> np.ndarray:
@@ -44,14 +52,9 @@ def parse_matrix(text: str, what: str = "matrix") -> np.ndarray:
     cnnlab.explain_views.MatrixError: image: row 2 has 1 value(s), row 1 has 2; every row needs the same count
     """
     text = text.strip()
-    match = re.fullmatch(r"(arange|ones|zeros):(\d+)x(\d+)(?:x(\d+))?", text)
-    if match:
-        kind, h, w, c = match.group(1), int(match.group(2)), int(match.group(3)), int(match.group(4) or 1)
-        if min(h, w, c) < 1:
-            raise MatrixError(f"{what}: sizes in {text!r} must be positive")
-        size = h * w * c
-        values = {"arange": np.arange(size), "ones": np.ones(size), "zeros": np.zeros(size)}[kind]
-        return values.reshape(h, w, c).astype(np.float64)
+    head = re.match(r"([A-Za-z_]+):", text)
+    if head and Path(text).suffix.lower() not in (".npy", ".png", ".jpg", ".jpeg"):
+        return _generated(text, head.group(1), what)
     path = Path(text)
     if path.suffix.lower() in (".npy", ".png", ".jpg", ".jpeg"):
         if not path.is_file():
@@ -97,6 +100,30 @@ def parse_matrix(text: str, what: str = "matrix") -> np.ndarray:
         if planes[0].shape != planes[-1].shape:
             raise MatrixError(f"{what}: channel plane {p + 1} is {planes[-1].shape}, plane 1 is {planes[0].shape}")
     return np.stack(planes, axis=-1)
+
+
+def _generated(text: str, kind: str, what: str) -> np.ndarray:
+    """``arange:HxW[xC]``, ``ones:...``, ``zeros:...``: sizes are whole numbers >= 1 and the image
+    holds at most :data:`MAX_GENERATED_VALUES` values (checked before allocating)."""
+    form = f"{kind}:HxW or {kind}:HxWxC with whole numbers >= 1, e.g. {kind}:4x4"
+    if kind not in GENERATORS:
+        known = ", ".join(f"{g}:" for g in GENERATORS)
+        hint = f" (names are lower case: {kind.lower()}:)" if kind.lower() in GENERATORS else ""
+        raise MatrixError(f"{what}: unknown generator {kind + ':'!r} in {text!r}{hint}; expected one of {known}")
+    match = re.fullmatch(r"[a-z]+:(\d+)x(\d+)(?:x(\d+))?", text)
+    if not match:
+        raise MatrixError(f"{what}: expected {form}; received {text!r}")
+    h, w, c = int(match.group(1)), int(match.group(2)), int(match.group(3) or 1)
+    if min(h, w, c) < 1:
+        raise MatrixError(f"{what}: expected {form}; received {text!r}, which has a size 0")
+    size = h * w * c
+    if size > MAX_GENERATED_VALUES:
+        raise MatrixError(
+            f"{what}: {text!r} would hold {size:,} values; the limit is {MAX_GENERATED_VALUES:,} "
+            "(an image to read and explain); give smaller sizes"
+        )
+    make = {"arange": np.arange, "ones": np.ones, "zeros": np.zeros}[kind]  # only the one asked for
+    return make(size).reshape(h, w, c).astype(np.float64)
 
 
 def _is_number(text: str) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -340,6 +341,46 @@ def test_explain(at, layer_name):
     outcome("trace", lambda: cl.trace(model, X[0] if layer_name is None else X[:2]))
 
 
+AT_VALUES = st.one_of(
+    st.tuples(*[st.integers(-3, 6)] * 4),  # negative, in range and out of range
+    st.lists(st.integers(-1, 3), min_size=0, max_size=6).map(tuple),  # wrong lengths
+    st.lists(st.integers(0, 2), min_size=4, max_size=4),  # a list instead of a tuple: accepted as indices
+    st.tuples(st.integers(0, 1), st.floats(allow_nan=True, allow_infinity=True), st.just(0), st.just(0)),
+    st.tuples(st.booleans(), st.just(0), st.just(0), st.just(0)),
+    st.tuples(st.just(0), st.sampled_from(["1", "a", None, 1.0, b"0", (0,)]), st.just(0), st.just(0)),
+    st.sampled_from([None, 0, 3, 1.5, "0,0,0,0", True, {}, np.int64(0)]),
+)
+
+
+@settings(CAMPAIGN, max_examples=60)
+@given(at=AT_VALUES, layer=st.sampled_from(["conv", "pool", "dense"]))
+def test_explain_at_with_random_types_and_values(at, layer):
+    """``at=`` of cl.explain: whole-number indices inside the output give the layer's own output
+    (bit for bit); anything else (floats, bools, strings, None, wrong lengths, negative or out of
+    range) is an InvalidArgumentError naming ``at`` and the output's shape."""
+    model = cl.Sequential([Input((4, 4, 1)), Conv2D(2, 2, name="conv"), MaxPool2D(name="pool")])
+    model.add(Flatten(name="flat"))
+    model.add(Dense(2, name="dense"))
+    x = X[:2]
+    status, e = outcome("explain at=", lambda: cl.explain(model, x, at=at, layer_name=layer), ("at",))
+    shape = {"conv": (2, 3, 3, 2), "pool": (2, 1, 1, 2), "dense": (2, 2)}[layer]
+    whole = isinstance(at, (tuple, list)) and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in at
+    )
+    valid = whole and len(at) == len(shape) and all(0 <= a < s for a, s in zip(at, shape, strict=True))
+    if status == "error":
+        assert not valid, f"at={at!r} is a valid index into {shape}: {e}"
+        assert isinstance(e, errors.InvalidArgumentError) and str(shape) in str(e)
+        return
+    assert valid, f"at={at!r} was accepted for an output of shape {shape}"
+    data = x
+    for candidate in model.layers:
+        data = candidate(data)
+        if candidate.name == layer:
+            break
+    assert e.output == data[tuple(at)] and e.at == tuple(int(v) for v in at)
+
+
 # ------------------------------------------------------------------ the command line
 def run_cli(argv: list[str]) -> tuple[int, str]:
     err = io.StringIO()
@@ -352,14 +393,15 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
 
 
 def check_cli_failure(code: int, err: str) -> None:
-    """A failing command prints one line (argparse: its usage and then one ``error:`` line, status 2)."""
+    """A failing command prints one line: status 1, or 2 for an option value not in its documented
+    form (cnnlab's UsageError; argparse's own usage errors print their usage, then one ``error:`` line)."""
     if code == 0:
         return
     lines = err.strip().splitlines()
-    if code == 2 and lines and "error:" in lines[-1]:
-        assert lines[0].startswith("usage: cnnlab"), err
+    if code == 2 and lines and lines[0].startswith("usage: cnnlab"):
+        assert "error:" in lines[-1], err
         return
-    assert code == 1 and len(lines) == 1 and err.startswith("cnnlab"), err
+    assert code in (1, 2) and len(lines) == 1 and err.startswith("cnnlab"), err
 
 
 @settings(CAMPAIGN, max_examples=80)
@@ -435,6 +477,149 @@ def test_cli_explain(what, image, at, size):
     code, err = run_cli(argv)
     assert "Traceback" not in err
     check_cli_failure(code, err)
+
+
+def check_usage_error(code: int, err: str, option: str) -> None:
+    """A value not in its option's documented form: status 2 and ONE line naming the option."""
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, (code, err)
+    assert lines[0].startswith("cnnlab explain: ") and option in lines[0] and "Traceback" not in err
+
+
+@settings(CAMPAIGN, max_examples=60)
+@given(
+    what=st.sampled_from(["conv", "pool"]),
+    at=st.one_of(
+        st.sampled_from(["1", "-1,0", "0,-1", "0,0,0", "a,b", "", ",", "1.5,0", "0;0", " 0 , 0 ", "9,9"]),
+        st.tuples(st.integers(-3, 6), st.integers(-3, 6)).map(lambda rc: f"{rc[0]},{rc[1]}"),
+        st.integers(-3, 6).map(str),
+    ),
+)
+def test_cli_explain_at_is_row_comma_col(what, at):
+    """``--at`` must name ROW,COL, both whole numbers inside the 3x3 output: anything else is a
+    usage error (status 2, one line naming --at); a valid cell is explained (status 0)."""
+    kernel = ["--kernel", "1 1; 1 1"] if what == "conv" else ["--pool-size", "2", "--strides", "1"]
+    argv = ["explain", what, "--image", "arange:4x4", *kernel, "--at", at]
+    CASES[f"cli explain --at ({what})"] += 1
+    code, err = run_cli(argv)
+    parts = at.replace(" ", "").split(",")
+    valid = len(parts) == 2 and all(p.isdigit() and int(p) < 3 for p in parts)
+    if valid:
+        assert code == 0 and err == "", err
+    else:
+        check_usage_error(code, err, "--at")
+
+
+@settings(CAMPAIGN, max_examples=40)
+@given(
+    kind=st.sampled_from(["arange", "ones", "zeros", "ARANGE", "Ones", "arrange", "x"]),
+    sizes=st.lists(st.sampled_from(["-3", "0", "1", "3", "", "2.5", "100000", "a"]), min_size=1, max_size=4),
+)
+def test_cli_explain_generated_images(kind, sizes):
+    """``--image KIND:HxW[xC]``: lower-case arange/ones/zeros with 2 or 3 whole sizes >= 1 and at
+    most 1,000,000 values; anything else is a usage error naming --image (refused before
+    allocating: ``arange:100000x100000`` would need 80 GB)."""
+    spec = f"{kind}:" + "x".join(sizes)
+    CASES["cli explain --image spec"] += 1
+    code, err = run_cli(["explain", "pool", "--image", spec, "--pool-size", "1"])
+    numbers = [int(v) for v in sizes if v.isdigit()]
+    valid = (
+        kind in ("arange", "ones", "zeros")
+        and len(sizes) in (2, 3)
+        and len(numbers) == len(sizes)
+        and min(numbers) >= 1
+        and int(np.prod(numbers)) <= 1_000_000
+    )
+    if valid:
+        assert code == 0 and err == "", err
+    else:
+        check_usage_error(code, err, "--image")
+
+
+def tiny_fashion(folder: Path) -> dict[str, tuple[int, str]]:
+    from tests.conftest import write_tiny_fashion
+
+    return write_tiny_fashion(folder, n_train=10, n_test=10)
+
+
+@settings(CAMPAIGN, max_examples=30)
+@given(
+    model=st.sampled_from(["mse-no-metrics", "short-names", "string-names", "list-metadata", "784-outputs", "rgb"]),
+    command=st.sampled_from(["evaluate", "predict", "explain-model", "explain-model-html"]),
+)
+def test_cli_with_odd_models(fashion_folder, model, command, tmp_path_factory):
+    """The model files the bad-input campaign met: each command gives its result (status 0) or one
+    line (status 1) naming the model file; never a traceback, never a wrong class name."""
+    path = fashion_folder["models"][model]
+    data = ["--data", str(fashion_folder["data"])]
+    tmp = tmp_path_factory.mktemp("odd")
+    argv = {
+        "evaluate": ["evaluate", path, *data],
+        "predict": ["predict", path, str(fashion_folder["image"])],
+        "explain-model": ["explain", "model", path, *data],
+        "explain-model-html": ["explain", "model", path, *data, "--html", str(tmp / "file.txt" / "page.html")],
+    }[command]
+    if command == "explain-model-html":
+        (tmp / "file.txt").write_text("a file, not a folder")
+    CASES[f"cli {command} (odd models)"] += 1
+    code, err = run_cli(argv)
+    assert "Traceback" not in err
+    expected_ok = {
+        "mse-no-metrics": command != "explain-model-html",
+        "short-names": command != "explain-model-html",
+        "string-names": command != "explain-model-html",
+        "784-outputs": command in ("predict", "explain-model"),
+        "list-metadata": False,
+        "rgb": False,
+    }[model]
+    if expected_ok:
+        assert code == 0 and err == "", err
+        return
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("cnnlab "), err
+    named = str(tmp / "file.txt") if command == "explain-model-html" else path
+    assert named in lines[0] or model in ("784-outputs", "rgb") and command == "predict", lines[0]
+
+
+@pytest.fixture(scope="module")
+def fashion_folder(tmp_path_factory):
+    """A tiny Fashion-MNIST look-alike and the odd model files, for the whole module."""
+    from cnnlab.datasets import fashion_mnist
+
+    root = tmp_path_factory.mktemp("fashion")
+    table = tiny_fashion(root / "data")
+    patch = pytest.MonkeyPatch()
+    patch.setattr(fashion_mnist, "FILES", table)
+    patch.setattr(fashion_mnist, "DEBIAN_DIR", root / "no-debian")
+    patch.setenv("XDG_CACHE_HOME", str(root / "cache"))
+    patch.delenv("CNNLAB_DATA", raising=False)
+    dense = [Input((28, 28, 1)), Flatten(), Dense(10, activation="softmax")]
+    specs: dict[str, tuple[list, dict]] = {
+        "mse-no-metrics": (dense, {}),
+        "short-names": ([Input((28, 28, 1)), Flatten(), Dense(10)], {"class_names": ["a", "b"]}),
+        "string-names": ([Input((28, 28, 1)), Flatten(), Dense(10)], {"class_names": "abcdefghij"}),
+        "list-metadata": ([Input((28, 28, 1)), Flatten(), Dense(10)], {}),
+        "784-outputs": ([Input((28, 28, 1)), Flatten(), Dense(784)], {}),
+        "rgb": ([Input((32, 32, 3)), Conv2D(2, 3), Flatten(), Dense(10)], {}),
+    }
+    models = {}
+    for name, (layers, metadata) in specs.items():
+        model = cl.Sequential(layers)
+        if name == "mse-no-metrics":
+            model.compile("adam", "mse")
+        model.metadata = metadata
+        models[name] = str(model.save(root / f"{name}.cnnlab"))
+    with zipfile.ZipFile(models["list-metadata"]) as src:
+        members = {member: src.read(member) for member in src.namelist()}
+    manifest = json.loads(members["cnnlab.json"])
+    manifest["metadata"] = ["a"] * 10
+    members["cnnlab.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(models["list-metadata"], "w") as dst:
+        for member, raw in members.items():
+            dst.writestr(member, raw)
+    np.save(root / "image.npy", np.full((28, 28), 9.0))
+    yield {"data": root / "data", "models": models, "image": root / "image.npy"}
+    patch.undo()
 
 
 def test_zz_report_how_many_cases_ran(capsys):

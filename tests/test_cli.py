@@ -253,3 +253,180 @@ def test_train_the_course_models_with_any_optimizer(tiny_data, tmp_path, capsys)
     with pytest.raises(SystemExit):
         cli.main([*args, "--optimizer", "adam", "--learning-rate", "-1"])
     assert "expected a positive finite number" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ issue 11: models and options the commands met badly
+def _save(tmp_path, name: str, layers: list, metadata=None, loss: str | None = None):
+    import cnnlab as cl
+
+    model = cl.Sequential(layers)
+    if loss:
+        model.compile("adam", loss)  # no metrics
+    if metadata is not None:
+        model.metadata = metadata
+    return model, str(model.save(tmp_path / name))
+
+
+def _dense10(metadata=None):
+    import cnnlab as cl
+
+    return [cl.layers.Input((28, 28, 1)), cl.layers.Flatten(), cl.layers.Dense(10, activation="softmax")]
+
+
+def _run(argv, capsys) -> tuple[int, str, str]:
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return code, captured.out, captured.err.strip()
+
+
+def test_evaluate_a_model_compiled_with_mse_and_no_metrics(tiny_data, tmp_path, capsys):
+    """Was ``TypeError: cannot unpack``; the loss is the model's own (mse), computed here independently."""
+    from cnnlab.utils import to_categorical
+
+    model, path = _save(tmp_path, "mse.cnnlab", _dense10(), loss="mse")
+    code, out, err = _run(["evaluate", path, "--data", str(tiny_data)], capsys)
+    assert code == 0, err
+    _, (x, y) = fashion_mnist.load_data(tiny_data)
+    probs = model.predict(x.reshape(-1, 28, 28, 1).astype(np.float64), verbose=0)
+    loss = np.mean((probs - to_categorical(y, 10)) ** 2)
+    accuracy = np.mean(probs.argmax(-1) == y)
+    assert f"test loss {loss:.4f}, test accuracy {accuracy:.4f} on 20 images" in out
+
+
+@pytest.mark.parametrize("names", [["a", "b"], "abc", [f"c{k}" for k in range(11)]])
+def test_class_names_that_do_not_fit_the_outputs_fall_back_to_numbers(names, tiny_data, tmp_path, capsys):
+    model, path = _save(tmp_path, "short.cnnlab", _dense10(), {"class_names": names})
+    np.save(tmp_path / "img.npy", np.full((28, 28), 7.0))
+    code, out, err = _run(["predict", path, str(tmp_path / "img.npy")], capsys)
+    assert code == 0, err
+    note, line = out.strip().splitlines()
+    assert note.startswith("note: the model file's class_names is ") and "but the model has 10 outputs" in note
+    probs = model.predict(np.full((1, 28, 28, 1), 7.0), verbose=0)[0]
+    top = np.argsort(probs)[::-1][:3]
+    assert line.endswith(", ".join(f"{k} {probs[k]:.3f}" for k in top))
+    code, out, err = _run(["explain", "model", path, "--data", str(tiny_data)], capsys)
+    assert code == 0, err
+    assert "note: the model file's class_names" in out
+    assert "test image 0 (true class: T-shirt/top)" in out  # the data set's label name, not the model's
+
+
+def test_class_names_that_fit_are_used(tmp_path, capsys):
+    _, path = _save(tmp_path, "named.cnnlab", _dense10(), {"class_names": [f"c{k}" for k in range(10)]})
+    np.save(tmp_path / "img.npy", np.full((28, 28), 7.0))
+    code, out, _ = _run(["predict", path, str(tmp_path / "img.npy")], capsys)
+    assert code == 0 and "note" not in out and re.search(r": c\d \d\.\d{3}, c\d", out)
+
+
+def test_metadata_given_as_a_list_is_a_model_file_error(tiny_data, tmp_path, capsys):
+    import zipfile
+
+    _, path = _save(tmp_path, "list.cnnlab", _dense10())
+    with zipfile.ZipFile(path) as src:
+        members = {name: src.read(name) for name in src.namelist()}
+    manifest = json.loads(members["cnnlab.json"])
+    manifest["metadata"] = ["a"] * 10
+    members["cnnlab.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w") as dst:
+        for name, raw in members.items():
+            dst.writestr(name, raw)
+    np.save(tmp_path / "img.npy", np.ones((28, 28)))
+    for argv in (["predict", path, str(tmp_path / "img.npy")], ["explain", "model", path, "--data", str(tiny_data)]):
+        code, _, err = _run(argv, capsys)
+        assert code == 1 and len(err.splitlines()) == 1
+        assert "list.cnnlab: the metadata in the model description is ['a'" in err and "expected an object" in err
+
+
+def test_explain_model_with_784_outputs(tiny_data, tmp_path, capsys):
+    import cnnlab as cl
+
+    model, path = _save(
+        tmp_path, "wide.cnnlab", [cl.layers.Input((28, 28, 1)), cl.layers.Flatten(), cl.layers.Dense(784)]
+    )
+    code, out, err = _run(["explain", "model", path, "--data", str(tiny_data)], capsys)
+    assert code == 0, err
+    _, (x, _) = fashion_mnist.load_data(tiny_data)
+    scores = model.predict(x[:1].reshape(1, 28, 28, 1).astype(np.float64), verbose=0)[0]
+    line = next(line for line in out.splitlines() if line.startswith("prediction: "))
+    shown = [item.split() for item in line.removeprefix("prediction: ").split(", ")]
+    assert [int(k) for k, _ in shown] == list(np.argsort(scores)[::-1][:3])  # output numbers, not names
+    # trace runs layer by layer, predict through the engine: both float32, so agree to float32 rounding
+    np.testing.assert_allclose([float(v) for _, v in shown], np.sort(scores)[::-1][:3], rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "trace", "explain model"])
+def test_a_model_for_other_inputs_is_refused_by_the_fashion_commands(command, tiny_data, tmp_path, capsys):
+    import cnnlab as cl
+
+    layers = [cl.layers.Input((32, 32, 3)), cl.layers.Conv2D(2, 3), cl.layers.Flatten(), cl.layers.Dense(10)]
+    _, path = _save(tmp_path, "rgb.cnnlab", layers)
+    code, _, err = _run([*command.split(), path, "--data", str(tiny_data)], capsys)
+    assert code == 1 and len(err.splitlines()) == 1
+    assert f"rgb.cnnlab: the model takes inputs of shape (32, 32, 3), but cnnlab {command} feeds it" in err
+    assert "(28, 28, 1)" in err
+
+
+@pytest.mark.parametrize("option", ["--html", "--png"])
+@pytest.mark.parametrize("place", ["under-a-file", "a-folder"])
+def test_explain_output_to_an_unwritable_place_names_the_users_path(option, place, tiny_data, tmp_path, capsys):
+    import cnnlab as cl
+
+    (tmp_path / "file.txt").write_text("a file")
+    target = tmp_path / "file.txt" / "x.out" if place == "under-a-file" else tmp_path
+    layers = [cl.layers.Input((28, 28, 1)), cl.layers.Conv2D(2, 3), cl.layers.Flatten(), cl.layers.Dense(10)]
+    _, path = _save(tmp_path, "conv.cnnlab", layers)
+    for argv in (
+        ["explain", "model", path, "--data", str(tiny_data), option, str(target)],
+        ["explain", "pool", "--image", "arange:4x4", option, str(target)],
+    ):
+        code, out, err = _run(argv, capsys)
+        assert code == 1 and len(err.splitlines()) == 1
+        assert err.startswith(f"cnnlab explain: {option}: cannot write {target}") and ".tmp" not in err
+        assert out == ""  # refused before the work
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--at", "1", "--at expects ROW,COL with whole numbers >= 0, e.g. --at 0,1 (got '1')"),
+        ("--at", "-1,0", "--at expects ROW,COL with whole numbers >= 0, e.g. --at 0,1 (got '-1,0')"),
+        ("--at", "0,-1", "(got '0,-1')"),
+        ("--at", "1.5,0", "(got '1.5,0')"),
+        ("--at", "0,0,0", "(got '0,0,0')"),
+        ("--at", "2,0", "--at 2,0: the output has 2 row(s) and 2 column(s); expected ROW in 0..1 and COL in 0..1"),
+        ("--image", "arange:-3x3", "--image: expected arange:HxW or arange:HxWxC with whole numbers >= 1"),
+        ("--image", "arange:3x", "received 'arange:3x'"),
+        ("--image", "ARANGE:3x3", "unknown generator 'ARANGE:' in 'ARANGE:3x3' (names are lower case: arange:)"),
+        ("--image", "arange:0x3", "received 'arange:0x3', which has a size 0"),
+        ("--image", "ones:100000x100000", "would hold 10,000,000,000 values; the limit is 1,000,000"),
+        ("--pool-size", "0", "--pool-size expects N or N,M with whole numbers >= 1 (got '0')"),
+        ("--pool-size", "2,2,2", "(got '2,2,2')"),
+    ],
+)
+def test_explain_option_values_not_in_their_form_are_usage_errors(option, value, message, capsys, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("allocated before checking the size")
+
+    monkeypatch.setattr(np, "arange", never)  # the size limit is checked before any array is made
+    argv = ["explain", "pool", "--image", "ones:4x4", option, value]
+    code, out, err = _run(argv, capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("cnnlab explain: ") and out == ""
+    assert message in err
+
+
+@pytest.mark.parametrize("what", ["conv", "pool"])
+def test_explain_nan_and_inf_inputs_propagate(what, capsys):
+    """Was ``cannot convert float NaN to integer``; NaN and inf now flow through as IEEE arithmetic says."""
+    if what == "conv":
+        image, extra = "nan 1 2; 2 inf 4; 1 1 -inf", ["--kernel", "1 1; 1 1"]
+    else:
+        image, extra = "nan 1 2 inf; 2 3 4 5; 1 1 -inf 0; 0 0 -inf 0", []
+    code, out, err = _run(["explain", what, "--image", image, *extra, "--all"], capsys)
+    assert code == 0 and err == ""  # no RuntimeWarning either
+    assert f"note: --image holds {3 if what == 'conv' else 4} NaN or infinite value(s); they propagate" in out
+    if what == "conv":
+        assert "nan×1 + 1×1 + 2×1 + inf×1 + 0 = nan" in out and "2×1 + inf×1 + 1×1 + 1×1 + 0 = inf" in out
+        assert "inf×1 + 4×1 + 1×1 + -inf×1 + 0 = nan" in out
+    else:
+        assert "max(nan, 1, 2, 3) = nan" in out and "max(2, inf, 4, 5) = inf" in out
+        assert "max(1, 1, 0, 0) = 1" in out and "max(-inf, 0, -inf, 0) = 0" in out

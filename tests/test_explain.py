@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 import cnnlab as cl
 from cnnlab import cli
-from cnnlab.explain import explain, trace
+from cnnlab.errors import ShapeError
+from cnnlab.explain import explain, fmt, trace
 from cnnlab.explain_views import MatrixError, parse_matrix
 from cnnlab.layers import AveragePooling2D, Conv2D, Dense, Flatten, MaxPooling2D
 from tests.conftest import train_net2
@@ -143,6 +144,60 @@ def test_explain_errors():
         explain(Doubler(), x + 1, at=(0, 0, 0, 0))
 
 
+def test_explain_checks_the_model_input_shape():
+    """A 28x28x1 model given 32x32x3 images ran its layers on them (issue 11)."""
+    model = cl.Sequential([cl.layers.Input((28, 28, 1)), Conv2D(2, 3, name="conv")], name="gray")
+    with pytest.raises(
+        ShapeError,
+        match=r'Model "gray" expects samples of shape \(28, 28, 1\) .*received input of shape \(1, 32, 32, 3\)',
+    ):
+        explain(model, np.zeros((1, 32, 32, 3)), at=(0, 0, 0, 0), layer_name="conv")
+    with pytest.raises(ShapeError, match=r"expects samples of shape \(28, 28, 1\).*\(1, 28, 28, 3\)"):
+        explain(model, np.zeros((1, 28, 28, 3)), at=(0, 0, 0, 0), layer_name="conv")
+    layer = Conv2D(1, 2, name="one")
+    layer(np.zeros((1, 4, 4, 1)))
+    with pytest.raises(ShapeError, match=r'layer "one".*axis -1 of input shape to have value 1.*\(1, 4, 4, 3\)'):
+        explain(layer, np.zeros((1, 4, 4, 3)), at=(0, 0, 0, 0))
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_softmax_activation_of_a_convolution_is_explained_over_the_channels(depthwise):
+    """Softmax normalises over the channels of an output position; it was shown as if elementwise,
+    ``softmax(z) = y``. The expected value is computed here from the layer's pre-activations
+    (the same layer without activation), independently of the explanation's own terms."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 5, 5, 2))
+    if depthwise:
+        layer = cl.layers.DepthwiseConv2D(2, depth_multiplier=2, activation="softmax", name="sm")
+        plain = cl.layers.DepthwiseConv2D(2, depth_multiplier=2, name="plain")
+    else:
+        layer, plain = Conv2D(3, 2, activation="softmax", name="sm"), Conv2D(3, 2, name="plain")
+    y = layer(x)
+    plain(x)
+    plain.set_weights(layer.get_weights())
+    z = plain(x).astype(np.float64)[1, 2, 3]  # every channel's pre-activation at output[1, 2, 3, :]
+    for f in range(y.shape[-1]):
+        e = explain(layer, x, at=(1, 2, 3, f))
+        assert e.output == y[1, 2, 3, f]  # the layer's own output, bit for bit
+        assert e.output == pytest.approx(np.exp(z[f]) / np.exp(z).sum(), rel=1e-5)
+        np.testing.assert_allclose(e.channel_logits, z, rtol=1e-5, atol=1e-6)
+        text = str(e)
+        assert f"softmax over the {y.shape[-1]} channels of output[1, 2, 3, :]" in text
+        assert f"softmax({fmt(e.pre_activation)})" not in text  # not elementwise
+        assert " + ".join(f"exp({fmt(v)})" for v in e.channel_logits) in text
+        assert len(e.to_dict()["channel_logits"]) == y.shape[-1]
+
+
+def test_softmax_explanation_of_large_pre_activations_stays_finite():
+    layer = Conv2D(2, 1, activation="softmax", kernel_initializer="ones", name="big")
+    x = np.full((1, 1, 1, 1), 1000.0)
+    y = layer(x)
+    layer.set_weights([np.array([[[[1.0, 2.0]]]]), np.zeros(2)])
+    e = explain(layer, x, at=(0, 0, 0, 0))
+    assert e.output == layer(x)[0, 0, 0, 0] and y.shape == (1, 1, 1, 2)
+    assert "divided by exp(2000), the largest, to stay finite" in str(e)
+
+
 def test_trace_gives_every_layer_for_one_image():
     model = cl.Sequential([cl.layers.Input((6, 6, 1)), Conv2D(2, 2), MaxPooling2D(), Flatten(), Dense(3)])
     image = np.random.default_rng(0).normal(size=(6, 6, 1))
@@ -201,18 +256,24 @@ def test_cli_pool_digest_example(capsys):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["conv", "--image", "1 2; 3", "--kernel", "1"], "row 2 has 1 value(s), row 1 has 2"),
-        (["conv", "--image", "1 x; 3 4", "--kernel", "1"], "'x' in row 1 is not a number"),
-        (["conv", "--image", "ones:2x2", "--kernel", "ones:3x3"], "floor((n - (k-1)*d - 1) / s) + 1"),
-        (["conv", "--image", "ones:4x4", "--kernel", "1 1; 1 1", "--at", "5,0"], "is outside the Conv2D"),
-        (["conv", "--image", "ones:4x4", "--kernel", "1 1;; 1 1"], "--kernel has 2 channel plane(s) but --image has 1"),
-        (["pool", "--image", "nothere.npy"], "no such file nothere.npy"),
+        # a value not in its option's documented form: a usage error, status 2 (as argparse's)
+        (["conv", "--image", "1 2; 3", "--kernel", "1"], "row 2 has 1 value(s), row 1 has 2", 2),
+        (["conv", "--image", "1 x; 3 4", "--kernel", "1"], "'x' in row 1 is not a number", 2),
+        (["conv", "--image", "ones:4x4", "--kernel", "1 1; 1 1", "--at", "5,0"], "--at 5,0: the output has 3 row", 2),
+        (
+            ["conv", "--image", "ones:4x4", "--kernel", "1 1;; 1 1"],
+            "--kernel has 2 channel plane(s) but --image has 1",
+            2,
+        ),
+        (["pool", "--image", "nothere.npy"], "no such file nothere.npy", 2),
+        # values in their form that do not fit together: status 1
+        (["conv", "--image", "ones:2x2", "--kernel", "ones:3x3"], "floor((n - (k-1)*d - 1) / s) + 1", 1),
     ],
 )
-def test_cli_explain_errors_are_one_line(args, message, capsys):
-    assert cli.main(["explain", *args]) == 1
+def test_cli_explain_errors_are_one_line(args, message, code, capsys):
+    assert cli.main(["explain", *args]) == code
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 

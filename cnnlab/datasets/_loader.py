@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab._atomic import atomic_path
-from cnnlab.errors import DataFileError, DataNotFoundError
+from cnnlab.errors import ArgumentTypeError, DataFileError, DataNotFoundError, InvalidArgumentError
 
 #: fetches a URL's bytes; tests pass their own
 Opener = Callable[[str], bytes]
@@ -177,10 +177,27 @@ def _explicit(spec: Spec, source: str, value: str | os.PathLike[str]) -> dict[st
     return read_folder(place, spec)
 
 
+def _check_path_argument(spec: Spec, path: Any) -> None:
+    """``path=`` is an explicit place: an empty one is a mistake (a variable left unset), never a
+    request for the default places (that is ``path=None``)."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise ArgumentTypeError(
+            f"{spec.title}: expected path= to be a folder or file name (str or pathlib.Path) or None for the "
+            f"default places, received {type(path).__name__} {path!r}."
+        )
+    if not str(os.fspath(path)).strip():
+        raise InvalidArgumentError(
+            f"{spec.title}: path= is empty ({path!r}); expected {spec.holding}. "
+            "Pass the folder, or path=None (the default) to search the usual places."
+        )
+
+
 def load(
     spec: Spec, path: str | os.PathLike[str] | None, *, download_ok: bool, opener: Opener | None
 ) -> dict[str, Any]:
     """What each file of ``spec`` holds, from the first place that has it (see the module doc)."""
+    if path is not None:
+        _check_path_argument(spec, path)
     for source, value in (("path= argument", path), (spec.env_var, os.environ.get(spec.env_var))):
         if value:
             return _explicit(spec, source, value)

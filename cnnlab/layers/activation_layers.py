@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import config
+from cnnlab.errors import ShapeError
 from cnnlab.layers.base import Layer
 from cnnlab.ops import activations as act_ops
 
@@ -106,6 +107,11 @@ class Softmax(Layer):
         self.axis = int(axis)
 
     def _axis(self, ndim: int) -> int:
+        if ndim < 2:
+            raise ShapeError(
+                f'Softmax "{self.name}": expected inputs of rank 2 or more (a batch axis and a feature axis to '
+                f"normalise over), received rank {ndim}. Add the batch axis: x[None]."
+            )
         if not -ndim <= self.axis < ndim or self.axis in (0, -ndim):
             raise ValueError(
                 f'Softmax "{self.name}": axis={self.axis} is not a feature axis of inputs of rank {ndim}; '

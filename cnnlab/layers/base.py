@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import config
-from cnnlab.errors import InvalidArgumentError
+from cnnlab.errors import InvalidArgumentError, ShapeError
 from cnnlab.layers import symbolic
 from cnnlab.ops.shapes import whole_sizes
 from cnnlab.random import generator
@@ -219,8 +219,9 @@ class Layer:
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape)
 
-    def _incompatible(self, message: str, shape: tuple[int, ...], hint: str = "") -> ValueError:
-        return ValueError(
+    def _incompatible(self, message: str, shape: tuple[int, ...], hint: str = "") -> ShapeError:
+        # Keras's wording (input_spec.py); a ShapeError, so also a ValueError as in Keras
+        return ShapeError(
             f'Input 0 of layer "{self.name}" is incompatible with the layer: {message} '
             f"Full shape received: {tuple(shape)}{hint}"
         )
@@ -249,6 +250,27 @@ class Layer:
 
     def check_built_shape(self, x: np.ndarray) -> None:
         """Layers with weights check the axis their weights depend on (overridden)."""
+
+    def check_prebuilt_shape(self, shape: Shape, where: str) -> None:
+        """A layer already built (called on data before, or taken from another model) must fit the
+        input ``shape`` it gets in a model (``where`` names the model): its weights were made for its
+        first input, so a layer built for 1 channel is refused when it joins a 3-channel model, not
+        at the first call."""
+        if not self.built or len(shape) < 2 or any(d is None for d in shape[1:]):
+            return  # variable sizes: checked on the data at call time
+        probe = np.empty((0, *(int(d) for d in shape[1:])), dtype=np.float32)  # no data: 0 samples
+        try:
+            self.check_built_shape(probe)
+        except ShapeError as exc:
+            built = self.build_input_shape
+            if not built or (len(built) == len(shape) and built[-1] == shape[-1]):
+                raise  # not about what the layer was built for (e.g. a window larger than the input)
+            raise ShapeError(
+                f'{where}: layer "{self.name}" ({type(self).__name__}) was already built for inputs of shape '
+                f"{format_shape(built)} ({built[-1]} on the last axis), but in this model it receives "
+                f"{format_shape(shape)} ({shape[-1]} on the last axis). Its weights cannot change size: "
+                f"use a new {type(self).__name__} (not yet called on data) instead."
+            ) from exc
 
     # ----------------------------------------------------------------- calling
     def __call__(self, x: Any, training: bool = False) -> Any:

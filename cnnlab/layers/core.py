@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import config
-from cnnlab.errors import InvalidArgumentError
+from cnnlab.errors import InvalidArgumentError, ShapeError
 from cnnlab.layers.activated import ActivationMixin
 from cnnlab.layers.base import Layer, Shape, check_initializer
 from cnnlab.layers.symbolic import KerasTensor, symbolic_output
@@ -165,6 +165,12 @@ class Activation(ActivationMixin, Layer):
         self.activation = act_ops.get(activation, "Activation")
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if x.ndim == 0 and self.activation == "softmax":
+            raise ShapeError(
+                f'Activation "{self.name}" (softmax): softmax normalises over the last axis, so it needs an array '
+                f"with at least one axis; received a 0-d array ({x.item()!r}). Pass a vector or a batch, "
+                "e.g. x[None] or np.atleast_2d(x)."
+            )
         if not np.issubdtype(x.dtype, np.floating):
             x = x.astype(config.floatx())
         # activate() may work in place; the input may be another layer's kept output

@@ -122,6 +122,8 @@ def call_symbolic(layer: Any, x: Any) -> Any:
         layer._check_call_shapes(arg)
     elif not layer.built:
         layer.build(arg)
+    elif not takes_list:
+        layer.check_prebuilt_shape(arg, "functional model")
     out_shape = layer.compute_output_shape(arg)
     node = Node(layer, items)
     node.list_call = takes_list

@@ -20,7 +20,7 @@ from cnnlab import optimizers as optimizers_mod
 from cnnlab.callbacks import Callback, History
 from cnnlab.engine import Engine, TrainingStopped
 from cnnlab.engine.checks import as_array, check_batch_size, check_finite, shape_hint, verbosity
-from cnnlab.errors import InvalidArgumentError, NotReadyError
+from cnnlab.errors import InvalidArgumentError, NotReadyError, ShapeError
 from cnnlab.layers.base import Layer, Shape, format_shape
 from cnnlab.layers.symbolic import KerasTensor, call_symbolic, involves_symbolic
 from cnnlab.models.summary import summary_html, summary_lines, summary_repr
@@ -136,7 +136,13 @@ class Sequential(Layer):
         self.built = False
         self._engine.invalidate()
         if self._input_shape is not None:
-            self.build(self._input_shape)
+            try:
+                self.build(self._input_shape)
+            except ShapeError:
+                if not layer.declares_input:  # a layer that does not fit leaves the model as it was
+                    self._layers.pop()
+                    self.build(self._input_shape)
+                raise
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """A layer by name or position, as ``keras.Model.get_layer``."""
@@ -160,6 +166,8 @@ class Sequential(Layer):
         for layer in self._layers:
             if not layer.built:
                 layer.build(shape)
+            else:
+                layer.check_prebuilt_shape(shape, f'Sequential "{self.name}"')
             shape = layer.compute_output_shape(shape)
         self._input_shape = tuple(input_shape)
         self.build_input_shape = self._input_shape
@@ -277,7 +285,7 @@ class Sequential(Layer):
         if self._input_shape is not None and self.built:
             expected = self._input_shape[1:]
             if tuple(x.shape[1:]) != tuple(expected):
-                raise InvalidArgumentError(
+                raise ShapeError(
                     f'Model "{self.name}" expects samples of shape {format_shape(expected)} '
                     f"(input {format_shape(self._input_shape)}), received input of shape "
                     f"{tuple(x.shape)}.{shape_hint(x.shape, expected)}"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cnnlab.errors import InvalidArgumentError
+from cnnlab.errors import InvalidArgumentError, ShapeError
 
 PADDINGS = ("valid", "same")
 
@@ -139,9 +139,17 @@ def window_output_hw(
     if min(out) < 1:
         axis = 0 if out[0] < 1 else 1
         n, k, s, d = hw[axis], kernel[axis], strides[axis], dilation[axis]
-        raise InvalidArgumentError(
+        name = "height" if axis == 0 else "width"
+        if n == 0 or padding == "same":  # 'same' gives ceil(n / s) >= 1 for every n >= 1
+            raise ShapeError(
+                f"{owner}: the input ({hw[0]}x{hw[1]}) has size 0 along the {name} axis, so the output would "
+                f"have size {out[axis]}: with padding={padding!r} the output size is "
+                + (f"ceil(n / s) = ceil({n} / {s})" if padding == "same" else "floor((n - (k-1)*d - 1) / s) + 1")
+                + f" = {out[axis]}. Give inputs with at least one row and one column."
+            )
+        raise ShapeError(
             f"{owner}: the output would have size {out[axis]} along the "
-            f"{'height' if axis == 0 else 'width'} axis: with padding='valid', "
+            f"{name} axis: with padding='valid', "
             f"floor((n - (k-1)*d - 1) / s) + 1 = floor(({n} - ({k}-1)*{d} - 1) / {s}) + 1 "
             f"= {out[axis]}. The input ({hw[0]}x{hw[1]}) is smaller than the window "
             f"({(k - 1) * d + 1} wide); use a smaller kernel_size/pool_size, a larger "
