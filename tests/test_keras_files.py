@@ -227,6 +227,45 @@ def test_legacy_tf_keras_batch_norm_axis_list_and_optimizer_names(tmp_path):
     check_predictions(model, "gmp_rmsprop")
 
 
+@pytest.mark.parametrize(
+    "loss",
+    [
+        # tf.keras 2.4's spelling (the shared logits_same_cifar_tfkeras24.h5 has exactly this)
+        {
+            "class_name": "SparseCategoricalCrossentropy",
+            "config": {"reduction": "auto", "name": "scce", "from_logits": True},
+        },
+        # Keras 3's
+        {
+            "module": "keras.losses",
+            "class_name": "SparseCategoricalCrossentropy",
+            "config": {"name": "scce", "reduction": "sum_over_batch_size", "from_logits": True, "ignore_class": None},
+            "registered_name": None,
+        },
+    ],
+)
+def test_a_from_logits_loss_loads_compiled(tmp_path, loss):
+    """The loss reads the outputs as logits: its value is -log_softmax(output)[label], computed here
+    with NumPy from the predictions (a softmax output taken as logits, as Keras would)."""
+    path = _legacy_copy(tmp_path)
+    with h5py.File(path, "r+") as h5:
+        training = json.loads(h5.attrs["training_config"])
+        training["loss"] = loss
+        training["metrics"] = []
+        h5.attrs["training_config"] = json.dumps(training)
+    model = cl.models.load_model(path)
+    assert model.compiled and type(model.loss).__name__ == "SparseCategoricalCrossentropy" and model.loss.from_logits
+    x = EXPECTED["gmp_rmsprop_x"]
+    labels = np.arange(len(x)) % model.output_shape[-1]
+    z = a64(model.predict(x))
+    expected = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(x)), labels])
+    # float32 log-softmax: a max, C subtractions, exps and a sum of C terms, a log; each value is
+    # within gamma_(C + 8) of |z| + |loss|, and so is their mean
+    classes = z.shape[1]
+    tolerance = float(gamma(classes + 8, "float32")) * (2 * np.abs(z).max() + expected)
+    assert model.evaluate(x, labels, verbose=0) == pytest.approx(expected, abs=tolerance)
+
+
 # ---------------------------------------------------------------- writing Keras files
 def small_model(dropout: bool = False) -> cl.Sequential:
     model = cl.Sequential(
