@@ -63,6 +63,8 @@ def check(path: Path) -> tuple[str, str, str, str]:
         note = f"compiled, {type(model.optimizer).__name__} " + (
             f"state restored at step {steps}" if steps else "state not restored"
         )
+        why = [str(w.message).removeprefix(f"{path}: ").split("; training starts")[0] for w in caught]
+        note += "".join(f": {reason}" for reason in why if "optimizer state" in reason)
     else:
         note = "; ".join(str(w.message).removeprefix(f"{path}: ").split(". Compile it yourself")[0] for w in caught)
     return "loaded", note, f"{diff:.3g}", onnx_diff(model, expected["x"], expected["y"])
