@@ -1,6 +1,7 @@
 """Load every Keras model file in ../shared/keras-models/ (files others committed to GitHub, kept
 outside this repository), predict on the inputs of its ``.expected.npz`` and compare with the
-predictions real Keras made; prints one table row per file.
+predictions real Keras made; then exports each loaded model to ONNX and runs it in onnxruntime (or
+``onnx.reference``) on the same inputs; prints one table row per file.
 
     python benchmarks/keras_models_validation.py [FOLDER]
 
@@ -16,13 +17,37 @@ from pathlib import Path
 import numpy as np
 
 import cnnlab as cl
-from cnnlab.errors import ModelFileError
+from cnnlab.errors import InvalidArgumentError, MissingDependencyError, ModelFileError
 
 DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "keras-models"
 SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
-def check(path: Path) -> tuple[str, str, str]:
+def onnx_diff(model: cl.Sequential, x: np.ndarray, y: np.ndarray) -> str:
+    """Max abs difference between the exported ONNX graph's predictions and Keras's ``y``."""
+    try:
+        from cnnlab.onnx_export import to_onnx
+    except ImportError:  # pragma: no cover - onnx_export imports onnx lazily
+        return "-"
+    try:
+        proto = to_onnx(model)
+    except MissingDependencyError:
+        return "no onnx"
+    except InvalidArgumentError as exc:
+        return f"not exported: {exc}"
+    try:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"input": x})[0]
+    except ImportError:
+        from onnx.reference import ReferenceEvaluator
+
+        got = ReferenceEvaluator(proto).run(None, {"input": x})[0]
+    return f"{float(np.abs(got.astype(np.float64) - y).max()):.3g}"
+
+
+def check(path: Path) -> tuple[str, str, str, str]:
     expected = np.load(path.with_name(path.name + ".expected.npz"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -30,7 +55,7 @@ def check(path: Path) -> tuple[str, str, str]:
             model = cl.models.load_model(path)
         except ModelFileError as exc:
             reason = str(exc).removeprefix(f"{path}: ")
-            return "unsupported", reason, ""
+            return "unsupported", reason, "", ""
     got = model.predict(expected["x"])
     diff = float(np.abs(got.astype(np.float64) - expected["y"]).max())
     if model.compiled:
@@ -38,20 +63,23 @@ def check(path: Path) -> tuple[str, str, str]:
         note = f"compiled, {type(model.optimizer).__name__} " + (
             f"state restored at step {steps}" if steps else "state not restored"
         )
+        why = [str(w.message).removeprefix(f"{path}: ").split("; training starts")[0] for w in caught]
+        note += "".join(f": {reason}" for reason in why if "optimizer state" in reason)
     else:
         note = "; ".join(str(w.message).removeprefix(f"{path}: ").split(". Compile it yourself")[0] for w in caught)
-    return "loaded", note, f"{diff:.3g}"
+    return "loaded", note, f"{diff:.3g}", onnx_diff(model, expected["x"], expected["y"])
 
 
 def main(folder: Path) -> int:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
     rows = [(p.name, *check(p)) for p in files]
     width = max(len(r[0]) for r in rows)
-    print(f"{'file':<{width}}  {'status':<11}  {'max abs diff':>12}  notes")
-    for name, status, note, diff in rows:
-        print(f"{name:<{width}}  {status:<11}  {diff:>12}  {note}")
+    print(f"{'file':<{width}}  {'status':<11}  {'max abs diff':>12}  {'onnx diff':>9}  notes")
+    for name, status, note, diff, exported in rows:
+        print(f"{name:<{width}}  {status:<11}  {diff:>12}  {exported:>9}  {note}")
     loaded = sum(r[1] == "loaded" for r in rows)
-    print(f"\n{loaded} of {len(rows)} files loaded")
+    exported = sum(r[4] not in ("", "-", "no onnx") and not r[4].startswith("not") for r in rows)
+    print(f"\n{loaded} of {len(rows)} files loaded, {exported} exported to ONNX")
     return 0
 
 

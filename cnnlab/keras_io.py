@@ -47,6 +47,7 @@ import io
 import json
 import math
 import os
+import re
 import warnings
 import zipfile
 import zlib
@@ -924,7 +925,9 @@ def _metrics_from_keras(value: Any) -> list[str]:
     return out
 
 
-def _compile(model: Sequential, cfg: dict[str, Any], state: list[np.ndarray] | _TfSlots | None, path: Path) -> None:
+def _compile(
+    model: Sequential, cfg: dict[str, Any], state: list[np.ndarray] | _TfSlots | _Keras2Weights | None, path: Path
+) -> None:
     """Compile as the file says; like Keras, a compile configuration cnnlab cannot represent only
     warns and leaves the model uncompiled (prediction and explanation still work)."""
     optimizer_entry = cfg.get("optimizer", cfg.get("optimizer_config"))
@@ -947,19 +950,22 @@ def _compile(model: Sequential, cfg: dict[str, Any], state: list[np.ndarray] | _
             )
 
 
-def _set_optimizer_state(model: Sequential, values: list[np.ndarray] | _TfSlots) -> None:
+def _set_optimizer_state(model: Sequential, values: list[np.ndarray] | _TfSlots | _Keras2Weights) -> None:
     optimizer = model.optimizer
     per_weight, extra = _slot_names(optimizer)
     if isinstance(values, _TfSlots):
         values = _tf_to_keras3_order(values, optimizer, per_weight, extra, len(model.trainable_weights))
+    elif isinstance(values, _Keras2Weights):
+        values = _keras2_to_keras3_order(values, optimizer, per_weight, model.trainable_weights)
     trainable = model.trainable_weights
     has_lr = not isinstance(optimizer._learning_rate, optimizers_mod.LearningRateSchedule)
     head = 2 if has_lr else 1
     expected = head + len(per_weight) * len(trainable) + len(extra)
     if len(values) != expected:
         raise ModelFileError(
-            f"the file holds {len(values)} optimizer variables, a {type(optimizer).__name__} for this model has "
-            f"{expected}"
+            f"the file holds {len(values)} optimizer variables"
+            + (" (only the step count and learning rate: no slots)" if len(values) == head else "")
+            + f", cnnlab's {type(optimizer).__name__} for this model has {expected}"
         )
     state: dict[str, np.ndarray] = {"iterations": np.array(int(values[0]))}
     dtype = np.dtype(config_mod.floatx())
@@ -1030,6 +1036,8 @@ def load_h5(path: str | os.PathLike[str], compile: bool = True) -> Sequential:
         if isinstance(training, dict) and "optimizer_weights" in h5:
             state = _legacy_optimizer_values(_child(h5, "optimizer_weights", path, "optimizer"), path)
             unread_state = state is None
+            if isinstance(state, _Keras2Weights):  # Keras 2 ordered them as the file orders the layers
+                state.file_order = [w for node in _leaf_nodes(nodes) for w in node.layer.trainable_weights]
     if compile and isinstance(training, dict):
         _compile(model, {**training, "optimizer": training.get("optimizer_config")}, state, path)
         if unread_state and model.compiled:
@@ -1074,12 +1082,16 @@ def _place_h5_weights(root: Any, nodes: list[_Node], path: Path) -> None:
             _set_layer_weights(node.layer, values, path, what)
 
 
-def _legacy_optimizer_values(group: Any, path: Path) -> list[np.ndarray] | _TfSlots | None:
+def _legacy_optimizer_values(group: Any, path: Path) -> list[np.ndarray] | _TfSlots | _Keras2Weights | None:
     """The optimizer weights of a legacy HDF5 file: Keras 3's layout (iteration, learning_rate, slots
-    per variable) as a list; tf.keras 2's layouts as :class:`_TfSlots`; None when unrecognised."""
+    per variable) as a list; tf.keras 2's layouts as :class:`_TfSlots`; standalone Keras 2.0-2.2's as
+    :class:`_Keras2Weights`; None when unrecognised."""
     names = _attr_list(group, "weight_names")
     if len(names) >= 2 and names[0].endswith("/iteration") and names[1].endswith("/learning_rate"):
         return [_dataset(group, n, path, "optimizer") for n in names]
+    if names and names[0].split("/")[-1] == "iterations:0" and all(_KERAS2_VARIABLE.fullmatch(n) for n in names[1:]):
+        values = [_dataset(group, n, path, "optimizer") for n in names[1:]]
+        return _Keras2Weights(_dataset(group, names[0], path, "optimizer"), values)
     if not names or not names[0].split("/")[-1].startswith(("iter:", "iteration:")):
         return None
     slots: dict[str, list[np.ndarray]] = {}
@@ -1099,6 +1111,63 @@ class _TfSlots:
 
     def __init__(self, iterations: np.ndarray, slots: dict[str, list[np.ndarray]]) -> None:
         self.iterations, self.slots = iterations, slots
+
+
+class _Keras2Weights:
+    """Standalone Keras 2.0-2.2's optimizer weights (``Adam/iterations:0``, then unnamed
+    ``training/Adam/Variable_k:0``): ``optimizer.weights = [iterations] + ms + vs`` in Keras 2's
+    ``get_updates`` - one block per slot, each in the order of the model's trainable weights, which
+    is the order the file lists the layers in (``file_order``: those weights, set by the reader)."""
+
+    def __init__(self, iterations: np.ndarray, values: list[np.ndarray]) -> None:
+        self.iterations, self.values = iterations, values
+        self.file_order: list[np.ndarray] = []
+
+
+#: an unnamed Keras 2 optimizer variable (the name the TensorFlow backend gives ``K.zeros``)
+_KERAS2_VARIABLE = re.compile(r"(?:.*/)?Variable(?:_\d+)?:0")
+#: Keras 2's slot blocks, in order, as cnnlab's slot names (the same quantities, as for tf.keras 2:
+#: Adam's ms and vs, Adamax's ms and us, SGD's moments, RMSprop's and Adagrad's accumulators,
+#: Adadelta's accumulators and delta accumulators)
+_KERAS2_BLOCKS = {
+    "Adam": ["m", "v"],
+    "Adamax": ["momentum", "norm"],
+    "SGD": ["momentum"],
+    "RMSprop": ["velocity"],
+    "Adagrad": ["accumulator"],
+    "Adadelta": ["accumulated_grad", "accumulated_delta_var"],
+}
+
+
+def _keras2_to_keras3_order(
+    weights: _Keras2Weights, optimizer: Any, per_weight: list[str], trainable: list[np.ndarray]
+) -> list[Any]:
+    """Keras 2's blocks in Keras 3's variable order (cnnlab's trainable weights); the learning rate
+    (not among Keras 2's optimizer weights) stays the configured one."""
+    name = type(optimizer).__name__
+    blocks = list(_KERAS2_BLOCKS.get(name, []))
+    n = len(weights.file_order)
+    values = list(weights.values)
+    if name == "Adam" and len(values) == 3 * n and all(v.shape == (1,) for v in values[2 * n :]):
+        values = values[: 2 * n]  # Keras 2.1.3+: placeholder vhats of shape (1,) when amsgrad is off
+    if name == "SGD" and not per_weight:
+        blocks, values = [], values[n:]  # moments Keras 2 keeps even without momentum: unused
+    if not blocks and name not in _KERAS2_BLOCKS:
+        raise ModelFileError(f"cnnlab knows no Keras 2 layout of the {name} optimizer's variables")
+    if sorted(blocks) != sorted(per_weight) or len(values) != len(blocks) * n or n != len(trainable):
+        raise ModelFileError(
+            f"the file's {len(values)} Keras 2 optimizer variables do not fit {len(blocks)} slot(s) "
+            f"({', '.join(blocks)}) for {n} trainable weights"
+        )
+    position = {id(w): k for k, w in enumerate(weights.file_order)}
+    if any(id(w) not in position for w in trainable):
+        raise ModelFileError("the model's trainable weights are not those the file lists")
+    slots = {key: values[b * n : (b + 1) * n] for b, key in enumerate(blocks)}
+    has_lr = not isinstance(optimizer._learning_rate, optimizers_mod.LearningRateSchedule)
+    out: list[Any] = [weights.iterations, *([None] if has_lr else [])]
+    for w in trainable:
+        out.extend(slots[key][position[id(w)]] for key in per_weight)
+    return out
 
 
 #: tf.keras 2's slot names -> cnnlab's, per optimizer (the same quantities as Keras 3's)

@@ -10,7 +10,10 @@ objects, which also give the gradient of the batch mean:
   loss and gradient come from the *logits*, as the TensorFlow backend does. The
   gradient of the mean is then simply ``(p - y) / N``; from clipped probabilities
   it would vanish for saturated samples and a network on raw 0..255 pixels would
-  stop learning.
+  stop learning;
+* with ``from_logits=True`` (a last layer without softmax/sigmoid, as in Keras's
+  tutorials) the model's output *is* the logits: log-softmax (or the stable
+  ``max(z, 0) - z t + log(1 + exp(-|z|))``) is applied to it, with no clipping.
 """
 
 from __future__ import annotations
@@ -41,13 +44,20 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False) -> np.ndarray:
-    """Per-sample ``-sum(y_true * log(p))`` over the last axis.
+def categorical_crossentropy(
+    y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0
+) -> np.ndarray:
+    """Per-sample ``-sum(y_true * log(p))`` over the last axis; ``from_logits``: ``log(p)`` is
+    ``log_softmax(y_pred)``; ``label_smoothing``: ``y_true * (1 - ls) + ls / num_classes`` first.
 
     >>> categorical_crossentropy([[1.0, 0.0, 0.0]], [[0.9, 0.05, 0.05]]).round(5)
     array([0.10536])
+    >>> categorical_crossentropy([[1.0, 0.0]], [[0.0, 0.0]], from_logits=True).round(5)  # log 2
+    array([0.69315])
     """
     t, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    ls = _check_smoothing("categorical_crossentropy", label_smoothing)
+    t = t * (1.0 - ls) + ls / t.shape[-1] if ls else t
     if from_logits:
         return -(t * _log_softmax(p)).sum(axis=-1)
     q = np.clip(p / p.sum(axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
@@ -67,13 +77,20 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool 
     return categorical_crossentropy(onehot, p, from_logits)
 
 
-def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False) -> np.ndarray:
-    """Per-sample mean over the last axis of ``-(t log p + (1-t) log(1-p))``.
+def binary_crossentropy(
+    y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0
+) -> np.ndarray:
+    """Per-sample mean over the last axis of ``-(t log p + (1-t) log(1-p))``; ``from_logits``:
+    ``p = sigmoid(y_pred)``; ``label_smoothing``: ``t * (1 - ls) + ls / 2`` first.
 
     >>> binary_crossentropy([[1.0, 0.0]], [[0.9, 0.2]]).round(5)
     array([0.16425])
+    >>> binary_crossentropy([[1.0]], [[0.0]], from_logits=True).round(5)  # -log(sigmoid(0)) = log 2
+    array([0.69315])
     """
     t, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    ls = _check_smoothing("binary_crossentropy", label_smoothing)
+    t = t * (1.0 - ls) + 0.5 * ls if ls else t
     if from_logits:
         # log(1 + exp(-|z|)) form: stable for large |z| (tf.nn.sigmoid_cross_entropy_with_logits)
         values = np.maximum(p, 0) - p * t + np.log1p(np.exp(-np.abs(p)))
@@ -198,6 +215,15 @@ class Loss:
         return self.value_and_grad(y, out, None)[0]
 
 
+def _check_from_logits(owner: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidArgumentError(
+            f"{owner}: expected from_logits to be True or False, received {value!r}. "
+            "True when the model's last layer has no softmax/sigmoid (its outputs are logits)."
+        )
+    return bool(value)
+
+
 def _check_smoothing(owner: str, value: Any) -> float:
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if not ok or not 0 <= value <= 1:
@@ -223,7 +249,13 @@ def _numeric_labels(y: Any, loss: str) -> np.ndarray:
 
 class CategoricalCrossentropy(Loss):
     """``-sum(t * log(p))`` per sample; with ``label_smoothing`` the one-hot labels become
-    ``t*(1 - ls) + ls/num_classes`` first, as Keras does."""
+    ``t*(1 - ls) + ls/num_classes`` first, as Keras does.
+
+    ``from_logits=True``: the model's outputs ``z`` are logits and ``log(p) = log_softmax(z)``
+    (``z - max z - log sum exp(z - max z)``: no overflow, no clipping), as Keras computes it; the
+    gradient of the batch mean is ``(softmax(z) * sum(t) - t) / N``. A last layer with a softmax
+    then gets a second one, as in Keras (``from_logits`` says what the outputs are).
+    """
 
     name = "categorical_crossentropy"
     logits_activation = "softmax"
@@ -232,11 +264,15 @@ class CategoricalCrossentropy(Loss):
     def _range_hint(self, y: np.ndarray) -> str:
         return " One-hot encode class numbers with cl.utils.to_categorical(y)."
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        self.from_logits = _check_from_logits(type(self).__name__, from_logits)
         self.label_smoothing = _check_smoothing(type(self).__name__, label_smoothing)
+        if self.from_logits:  # the outputs are the logits: nothing to fuse with a last softmax
+            self.logits_activation = None
 
     def get_config(self) -> dict[str, Any]:
-        return {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
+        cfg: dict[str, Any] = {"from_logits": True} if self.from_logits else {}
+        return {**cfg, "label_smoothing": self.label_smoothing} if self.label_smoothing else cfg
 
     def smooth(self, y: np.ndarray) -> np.ndarray:
         if not self.label_smoothing:
@@ -255,10 +291,14 @@ class CategoricalCrossentropy(Loss):
     def value_and_grad(self, y, out, logits):
         n = y.shape[0]
         y = self.smooth(y)
+        if self.from_logits:
+            logits = out
         if logits is not None:
             logp = _log_softmax(logits)
             values = -(y * logp).sum(axis=-1)
+            # d/dz of -sum_j t_j log_softmax(z)_j = softmax(z) * sum_j t_j - t (sum t = 1 for one-hot)
             grad = np.exp(logp)
+            grad *= y.sum(axis=-1, keepdims=True)
             grad -= y
             grad /= n
             return values, grad.astype(logits.dtype, copy=False)
@@ -276,8 +316,8 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     name = "sparse_categorical_crossentropy"
     sparse_labels = True
 
-    def __init__(self) -> None:  # Keras's sparse cross-entropy has no label_smoothing
-        super().__init__()
+    def __init__(self, from_logits: bool = False) -> None:  # Keras's sparse cross-entropy has no label_smoothing
+        super().__init__(from_logits=from_logits)
 
     def check_labels(self, y: np.ndarray, output_shape: tuple[int | None, ...]) -> np.ndarray:
         y = _numeric_labels(y, self.name)
@@ -317,7 +357,13 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
 class BinaryCrossentropy(Loss):
     """``-mean(t log p + (1-t) log(1-p))`` per sample; with ``label_smoothing`` the labels become
-    ``t*(1 - ls) + 0.5*ls`` first, as Keras does."""
+    ``t*(1 - ls) + 0.5*ls`` first, as Keras does.
+
+    ``from_logits=True``: the outputs ``z`` are logits, ``p = sigmoid(z)``, computed as
+    ``max(z, 0) - z t + log(1 + exp(-|z|))`` (exact for any ``z``, as TensorFlow's
+    ``sigmoid_cross_entropy_with_logits`` and PyTorch's ``binary_cross_entropy_with_logits``);
+    gradient ``(sigmoid(z) - t) / (N * K)``.
+    """
 
     name = "binary_crossentropy"
     logits_activation = "sigmoid"
@@ -329,16 +375,22 @@ class BinaryCrossentropy(Loss):
             "with loss='sparse_categorical_crossentropy'."
         )
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        self.from_logits = _check_from_logits(type(self).__name__, from_logits)
         self.label_smoothing = _check_smoothing(type(self).__name__, label_smoothing)
+        if self.from_logits:
+            self.logits_activation = None
 
     def get_config(self) -> dict[str, Any]:
-        return {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
+        cfg: dict[str, Any] = {"from_logits": True} if self.from_logits else {}
+        return {**cfg, "label_smoothing": self.label_smoothing} if self.label_smoothing else cfg
 
     def value_and_grad(self, y, out, logits):
         if self.label_smoothing:
             y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         scale = 1.0 / (y.shape[0] * y.shape[-1])
+        if self.from_logits:
+            logits = out
         if logits is not None:
             values = (np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))).mean(-1)
             grad = (_sigmoid(logits) - y) * scale

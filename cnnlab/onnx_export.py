@@ -14,15 +14,19 @@ BatchNormalization uses its moving statistics), in float32:
   rows, so no transpose back is needed and the numbers are Keras's. Where no Dense follows,
   a ``Gather`` restores Keras's order.
 
-The exporter is a list of per-layer converters applied over an ordered node list
-(:class:`GraphNode`: a layer, the names of its input tensors, the name of its output); a
-``Sequential`` model gives a chain, and a graph model can give its topologically sorted
-nodes (a converter receives a list of inputs). ``onnx`` (``pip install 'cnnlab[onnx]'``)
-is imported only when exporting.
+* merge layers (``Add``, ``Subtract``, ``Multiply``, ``Average``, ``Maximum``, ``Concatenate``)
+  first bring their inputs to one layout (NCHW when one of them is NCHW); ``Concatenate``'s
+  Keras axis is mapped to where that layout stores it (Keras's channel axis -1 is ONNX's 1).
+
+The exporter is a list of per-layer converters applied over the model's expanded graph
+(:func:`cnnlab.engine.graph.expand`: one node per layer call over numbered slots, nested
+models inlined, a shared layer once per call, its weights stored once); a ``Sequential``
+model gives a chain. ``onnx`` (``pip install 'cnnlab[onnx]'``) is imported only when exporting.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,15 +57,6 @@ _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1}
 
 
 @dataclass(frozen=True)
-class GraphNode:
-    """One layer applied in the graph: ``output = layer(*inputs)`` (names of Keras tensors)."""
-
-    layer: Layer
-    inputs: tuple[str, ...]
-    output: str
-
-
-@dataclass(frozen=True)
 class Tensor:
     """A tensor of the ONNX graph and how it relates to the Keras tensor it stands for.
 
@@ -84,6 +79,10 @@ class Builder:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self._used: set[str] = set()
+        # a constant stored once however often it is used (a shared layer's kernel, its calls)
+        self._consts: dict[tuple[str, tuple[int, ...], bytes], str] = {}
+        # a tensor moved to another layout once, however many layers read it there
+        self._moved: dict[tuple[str, str], Tensor] = {}
 
     def unique(self, base: str) -> str:
         name, k = base, 1
@@ -94,10 +93,13 @@ class Builder:
 
     def const(self, base: str, value: Any, dtype: Any = np.float32) -> str:
         """An initializer holding ``value`` (float32 unless ``dtype`` says otherwise)."""
-        name = self.unique(base)
         array = np.ascontiguousarray(np.asarray(value, dtype=dtype))
-        self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
-        return name
+        key = (array.dtype.str, array.shape, hashlib.sha256(array.tobytes()).digest())
+        if key not in self._consts:
+            name = self.unique(base)
+            self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+            self._consts[key] = name
+        return self._consts[key]
 
     def op(self, op_type: str, inputs: list[str], base: str, **attributes: Any) -> str:
         """Append one node; returns the name of its (single) output."""
@@ -112,18 +114,25 @@ class Builder:
             return t
         if len(t.shape) != 4:
             raise InvalidArgumentError(f"{base}: expected a 4-D input (N, H, W, C), received {format_shape(t.shape)}.")
-        t = self.as_keras(t, base)
-        return Tensor(self.op("Transpose", [t.name], base, perm=[0, 3, 1, 2]), t.shape, "nchw")
+        if (t.name, "nchw") not in self._moved:
+            k = self.as_keras(t, base)
+            self._moved[t.name, "nchw"] = Tensor(
+                self.op("Transpose", [k.name], base, perm=[0, 3, 1, 2]), t.shape, "nchw"
+            )
+        return self._moved[t.name, "nchw"]
 
     def as_keras(self, t: Tensor, base: str) -> Tensor:
         """``t`` stored exactly as Keras has it."""
-        if t.layout == "nchw":
-            return Tensor(self.op("Transpose", [t.name], base, perm=[0, 2, 3, 1]), t.shape)
-        if t.layout == "perm":
-            # keras[:, k] = stored[:, inverse[k]]
-            inverse = self.const(f"{base}/keras_order", np.argsort(t.perm), np.int64)
-            return Tensor(self.op("Gather", [t.name, inverse], base, axis=1), t.shape)
-        return t
+        if t.layout == "keras":
+            return t
+        if (t.name, "keras") not in self._moved:
+            if t.layout == "nchw":
+                out = self.op("Transpose", [t.name], base, perm=[0, 2, 3, 1])
+            else:  # "perm": keras[:, k] = stored[:, inverse[k]]
+                inverse = self.const(f"{base}/keras_order", np.argsort(t.perm), np.int64)
+                out = self.op("Gather", [t.name, inverse], base, axis=1)
+            self._moved[t.name, "keras"] = Tensor(out, t.shape)
+        return self._moved[t.name, "keras"]
 
     def axis(self, t: Tensor, keras_axis: int) -> int:
         """Where Keras's axis ``keras_axis`` of ``t`` is in the stored tensor."""
@@ -239,6 +248,52 @@ def _conv2d(b: Builder, layer: L.Conv2D, inputs: list[Tensor]) -> Tensor:
         dilations=list(layer.dilation_rate),
         pads=[top, left, bottom, right],
     )
+    return _activation(b, layer.activation, Tensor(out, layer.compute_output_shape(t.shape), "nchw"), layer.name)
+
+
+def _depthwise_conv(b: Builder, layer: Any, t: Tensor, kernel: np.ndarray, bias: Any) -> str:
+    """ONNX's grouped Conv (one group per input channel) computing Keras's depthwise convolution:
+    output channel ``c * depth_multiplier + m`` is input channel ``c`` convolved with ``kernel[:, :, c, m]``."""
+    (top, bottom), (left, right) = padding_amounts(
+        t.shape[1:3], layer.kernel_size, layer.strides, layer.padding, layer.dilation_rate
+    )
+    kh, kw, c_in, dm = kernel.shape
+    # Keras (kh, kw, C, dm) -> ONNX (C * dm, 1, kh, kw), channel c * dm + m
+    names = [
+        t.name,
+        b.const(f"{layer.name}/depthwise_kernel", kernel.transpose(2, 3, 0, 1).reshape(c_in * dm, 1, kh, kw)),
+    ]
+    if bias is not None:
+        names.append(b.const(f"{layer.name}/bias", bias))
+    return b.op(
+        "Conv",
+        names,
+        layer.name,
+        group=int(c_in),
+        kernel_shape=list(layer.kernel_size),
+        strides=list(layer.strides),
+        dilations=list(layer.dilation_rate),
+        pads=[top, left, bottom, right],
+    )
+
+
+@converter(L.DepthwiseConv2D)
+def _depthwise_conv2d(b: Builder, layer: L.DepthwiseConv2D, inputs: list[Tensor]) -> Tensor:
+    t = b.as_nchw(inputs[0], layer.name)
+    out = _depthwise_conv(b, layer, t, layer.kernel, layer.bias if layer.use_bias else None)
+    return _activation(b, layer.activation, Tensor(out, layer.compute_output_shape(t.shape), "nchw"), layer.name)
+
+
+@converter(L.SeparableConv2D)
+def _separable_conv2d(b: Builder, layer: L.SeparableConv2D, inputs: list[Tensor]) -> Tensor:
+    """The depthwise convolution (no bias), then a 1x1 Conv with the pointwise kernel and the bias."""
+    t = b.as_nchw(inputs[0], layer.name)
+    mid = _depthwise_conv(b, layer, t, layer.depthwise_kernel, None)
+    # Keras (1, 1, C * dm, F) -> ONNX (F, C * dm, 1, 1)
+    names = [mid, b.const(f"{layer.name}/pointwise_kernel", layer.pointwise_kernel.transpose(3, 2, 0, 1))]
+    if layer.use_bias:
+        names.append(b.const(f"{layer.name}/bias", layer.bias))
+    out = b.op("Conv", names, layer.name, kernel_shape=[1, 1])
     return _activation(b, layer.activation, Tensor(out, layer.compute_output_shape(t.shape), "nchw"), layer.name)
 
 
@@ -458,16 +513,84 @@ def _permute(b: Builder, layer: L.Permute, inputs: list[Tensor]) -> Tensor:
     return Tensor(b.op("Transpose", [t.name], layer.name, perm=[0, *layer.dims]), shape)
 
 
+# ---------------------------------------------------------------- merge layers
+def _common_layout(b: Builder, inputs: list[Tensor], base: str) -> list[Tensor]:
+    """The inputs of a merge stored alike: all NCHW when they are 4-D and one of them already is (one
+    transpose of the others rather than one back per NCHW input), all with one flatten order when
+    they share it, otherwise all as Keras has them."""
+    if all(len(t.shape) == 4 for t in inputs) and any(t.layout == "nchw" for t in inputs):
+        return [b.as_nchw(t, base) for t in inputs]
+    first = inputs[0]
+    if first.layout == "perm" and all(
+        t.layout == "perm" and t.shape == first.shape and np.array_equal(t.perm, first.perm) for t in inputs
+    ):
+        return inputs
+    return [b.as_keras(t, base) for t in inputs]
+
+
+def _chain(op_type: str, b: Builder, layer: Layer, inputs: list[Tensor]) -> Tensor:
+    """``((x_1 op x_2) op x_3) ...``: Keras's order of the binary operations (ONNX broadcasts size-1
+    axes as Keras does; the inputs have one rank, and one layout after :func:`_common_layout`)."""
+    ts = _common_layout(b, inputs, layer.name)
+    out = ts[0].name
+    for t in ts[1:]:
+        out = b.op(op_type, [out, t.name], layer.name)
+    shape = layer.compute_output_shape([t.shape for t in inputs])
+    return ts[0] if len(ts) == 1 else Tensor(out, shape, ts[0].layout, ts[0].perm)
+
+
+@converter(L.Add)
+def _add(b: Builder, layer: L.Add, inputs: list[Tensor]) -> Tensor:
+    return _chain("Add", b, layer, inputs)
+
+
+@converter(L.Subtract)
+def _subtract(b: Builder, layer: L.Subtract, inputs: list[Tensor]) -> Tensor:
+    return _chain("Sub", b, layer, inputs)
+
+
+@converter(L.Multiply)
+def _multiply(b: Builder, layer: L.Multiply, inputs: list[Tensor]) -> Tensor:
+    return _chain("Mul", b, layer, inputs)
+
+
+@converter(L.Maximum)
+def _maximum(b: Builder, layer: L.Maximum, inputs: list[Tensor]) -> Tensor:
+    return _chain("Max", b, layer, inputs)
+
+
+@converter(L.Average)
+def _average(b: Builder, layer: L.Average, inputs: list[Tensor]) -> Tensor:
+    """Keras sums, then divides by the number of inputs."""
+    total = _chain("Add", b, layer, inputs)
+    out = b.op("Div", [total.name, b.const(f"{layer.name}/count", float(len(inputs)))], layer.name)
+    return Tensor(out, total.shape, total.layout, total.perm)
+
+
+@converter(L.Concatenate)
+def _concatenate(b: Builder, layer: L.Concatenate, inputs: list[Tensor]) -> Tensor:
+    """Along Keras's ``axis``, wherever the inputs' layout puts it: Keras's channel axis -1 of NCHW
+    tensors is ONNX's axis 1. Flat tensors in a flatten order are joined as stored, their orders
+    joined with them (``perm`` of the second input shifted by the size of the first)."""
+    shape = layer.compute_output_shape([t.shape for t in inputs])
+    axis = layer.axis % len(shape)
+    if len(shape) == 2 and any(t.layout == "perm" for t in inputs) and all(t.layout != "nchw" for t in inputs):
+        parts, offset = [], 0
+        for t in inputs:
+            parts.append((t.perm if t.layout == "perm" else np.arange(t.shape[1])) + offset)
+            offset += t.shape[1]
+        out = b.op("Concat", [t.name for t in inputs], layer.name, axis=1)
+        return Tensor(out, shape, "perm", np.concatenate(parts))
+    ts = _common_layout(b, inputs, layer.name)
+    out = b.op("Concat", [t.name for t in ts], layer.name, axis=b.axis(ts[0], axis))
+    return Tensor(out, shape, ts[0].layout)
+
+
 # ---------------------------------------------------------------- graphs
-def sequential_nodes(model: Sequential) -> tuple[str, list[GraphNode], str]:
-    """The model's leaf layers (nested models expanded) as a chain of nodes:
-    ``(input name, nodes, output name)``."""
-    nodes, current = [], "input"
-    for k, (layer, _) in enumerate(model._leaves()):
-        output = f"{layer.name}:{k}"
-        nodes.append(GraphNode(layer, (current,), output))
-        current = output
-    return "input", nodes, current
+def io_names(count: int, kind: str) -> list[str]:
+    """Names of the graph's inputs (``kind="input"``) or outputs: ``"input"`` for one,
+    ``"input_0", "input_1", ...`` (the model's order) for several."""
+    return [kind] if count == 1 else [f"{kind}_{k}" for k in range(count)]
 
 
 def _import_onnx() -> Any:
@@ -487,9 +610,13 @@ def _import_onnx() -> Any:
 def to_onnx(model: Sequential, opset_version: int | None = None) -> Any:
     """The ``onnx.ModelProto`` computing ``model``'s predictions (checked with ``onnx.checker``).
 
-    Input ``"input"``: float32 ``(batch, *model.input_shape[1:])`` as the model is fed (NHWC for
-    images); output ``"output"``: float32 of Keras's output shape.
+    ``model``: a ``Sequential`` or a graph model (``cl.Model``: branches, merges, shared layers,
+    nested models, several inputs and outputs). Inputs ``"input"`` (or ``"input_0"``, ``"input_1"``, ...
+    in ``model.inputs`` order): float32 ``(batch, *shape[1:])`` as the model is fed (NHWC for
+    images); outputs ``"output"`` (or ``"output_0"``, ...): float32 of Keras's output shapes.
     """
+    from cnnlab.engine.graph import expand
+
     onnx = _import_onnx()
     opset = DEFAULT_OPSET if opset_version is None else opset_version
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or opset not in OPSETS:
@@ -499,41 +626,50 @@ def to_onnx(model: Sequential, opset_version: int | None = None) -> Any:
         )
     if not isinstance(model, Sequential):
         raise InvalidArgumentError(
-            f"export: expected a Sequential model, received {type(model).__name__}; "
-            "export(format='onnx') converts Sequential models."
+            f"export: expected a cnnlab model (cl.Sequential or cl.Model), received {type(model).__name__}."
         )
-    if model._input_shape is None or not model.built:
+    graph_model = getattr(model, "is_graph_model", False)
+    if not graph_model and (model._input_shape is None or not model.built):
         raise NotReadyError(
             f'export: model "{model.name}" has no input shape yet, so the ONNX graph cannot be sized. '
             "Start the model with cl.layers.Input((28, 28, 1)) (your image shape), or call it on data first."
         )
-    input_name, nodes, output_name = sequential_nodes(model)
+    graph = expand(model)
+    input_shapes = [tuple(t.shape) for t in model.inputs] if graph_model else [tuple(model.input_shape)]
+    input_names = io_names(len(graph.inputs), "input")
+    output_names = io_names(len(graph.outputs), "output")
     b = Builder(onnx)
-    b.unique("input")
-    b.unique("output")
-    tensors = {input_name: Tensor("input", tuple(model.input_shape))}
-    for node in nodes:
+    for name in (*input_names, *output_names):
+        b.unique(name)
+    tensors = {
+        slot: Tensor(name, shape) for slot, name, shape in zip(graph.inputs, input_names, input_shapes, strict=True)
+    }
+    for node in graph.nodes:
         convert = _converter_for(node.layer)
         if convert is None:
             raise InvalidArgumentError(
                 f'export: layer "{node.layer.name}" ({type(node.layer).__name__}) cannot be exported to ONNX. '
                 f"Supported layers: {', '.join(supported_layers())}. Remove or replace it before exporting."
             )
-        tensors[node.output] = convert(b, node.layer, [tensors[name] for name in node.inputs])
-    result = b.as_keras(tensors[output_name], "output")
-    _name_output(b, result.name)
+        tensors[node.output] = convert(b, node.layer, [tensors[slot] for slot in node.inputs])
+    results = [b.as_keras(tensors[slot], "output") for slot in graph.outputs]
+    _name_outputs(b, [r.name for r in results], output_names, set(input_names))
     float32 = onnx.TensorProto.FLOAT
-    graph = onnx.helper.make_graph(
+
+    def info(name: str, shape: Shape) -> Any:
+        return onnx.helper.make_tensor_value_info(name, float32, ["batch", *shape[1:]])
+
+    graph_proto = onnx.helper.make_graph(
         b.nodes,
         model.name,
-        [onnx.helper.make_tensor_value_info("input", float32, ["batch", *model.input_shape[1:]])],
-        [onnx.helper.make_tensor_value_info("output", float32, ["batch", *result.shape[1:]])],
+        [info(name, shape) for name, shape in zip(input_names, input_shapes, strict=True)],
+        [info(name, r.shape) for name, r in zip(output_names, results, strict=True)],
         initializer=b.initializers,
     )
     from cnnlab._version import __version__
 
     proto = onnx.helper.make_model(
-        graph,
+        graph_proto,
         producer_name="cnnlab",
         producer_version=__version__,
         opset_imports=[onnx.helper.make_opsetid("", int(opset))],
@@ -543,18 +679,23 @@ def to_onnx(model: Sequential, opset_version: int | None = None) -> Any:
     return proto
 
 
-def _name_output(b: Builder, name: str) -> None:
-    """Make the graph's result the tensor ``"output"``: rename the node that computes it, or add
-    an Identity when the result is the input itself (a model of Dropout only)."""
-    for node in reversed(b.nodes):
-        if name in node.output:
-            node.output[list(node.output).index(name)] = "output"
-            for later in b.nodes:
-                for k, used in enumerate(later.input):
-                    if used == name:
-                        later.input[k] = "output"
-            return
-    b.nodes.append(b.onnx.helper.make_node("Identity", [name], ["output"], name="output/Identity"))
+def _name_outputs(b: Builder, results: list[str], names: list[str], graph_inputs: set[str]) -> None:
+    """Make each result tensor the graph output of that name: rename the node that computes it (and
+    its readers), or add an Identity when the result is a graph input or already an output (a model
+    of Dropout only, the same tensor returned twice)."""
+    renamed: dict[str, str] = {}
+    for result, name in zip(results, names, strict=True):
+        producer = next((node for node in reversed(b.nodes) if result in node.output), None)
+        if result in renamed or result in graph_inputs or producer is None:
+            source = renamed.get(result, result)
+            b.nodes.append(b.onnx.helper.make_node("Identity", [source], [name], name=b.unique(f"{name}/Identity")))
+            continue
+        producer.output[list(producer.output).index(result)] = name
+        for later in b.nodes:
+            for k, used in enumerate(later.input):
+                if used == result:
+                    later.input[k] = name
+        renamed[result] = name
 
 
 def export_onnx(

@@ -187,3 +187,80 @@ def test_saturated_softmax_still_has_a_gradient_from_logits():
     assert np.all(from_probs == 0)  # clipped probabilities: the trap the TF backend avoids
     np.testing.assert_allclose(from_logits, p - y)
     assert values[0] == pytest.approx(600.0)
+
+
+FROM_LOGITS_LOSSES = {
+    "cce": lambda: losses.CategoricalCrossentropy(from_logits=True),
+    "cce_smoothing": lambda: losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.3),
+    "scce": lambda: losses.SparseCategoricalCrossentropy(from_logits=True),
+    "bce": lambda: losses.BinaryCrossentropy(from_logits=True),
+    "bce_smoothing": lambda: losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.3),
+}
+
+
+def _labels(name: str, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    if name == "scce":
+        return rng.integers(0, shape[1], shape[0])
+    if name.startswith("cce"):
+        return np.eye(shape[1])[rng.integers(0, shape[1], shape[0])]
+    return rng.uniform(size=shape)  # binary cross-entropy takes any targets in [0, 1]
+
+
+@pytest.mark.parametrize("name", sorted(FROM_LOGITS_LOSSES))
+def test_from_logits_loss_gradients(name):
+    """``from_logits=True``: the gradient of the batch mean with respect to the outputs (the
+    logits) against central differences, with logits large enough to saturate a softmax."""
+    rng = np.random.default_rng(4)
+    z = rng.normal(scale=3.0, size=(5, 4))
+    y = _labels(name, rng, z.shape)
+    loss = FROM_LOGITS_LOSSES[name]()
+    assert loss.logits_activation is None  # the outputs are the logits: no fusing with a last softmax
+
+    def mean_loss():
+        return float(loss.value_and_grad(y, z, None)[0].mean())
+
+    np.testing.assert_allclose(loss.value_and_grad(y, z, None)[1], numeric_grad(mean_loss, z), rtol=1e-6, atol=1e-9)
+
+
+def test_from_logits_values_against_independent_formulas():
+    """Keras's definitions written out directly (log of a softmax computed with exp and a sum; the
+    sigmoid's log), on logits small enough for the direct formulas to be exact in float64; and the
+    stable forms stay finite where the direct ones overflow."""
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(6, 3))
+    labels = rng.integers(0, 3, 6)
+    onehot = np.eye(3)[labels]
+    softmax = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    smoothed = onehot * 0.8 + 0.2 / 3
+    cce = losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2)
+    np.testing.assert_allclose(cce.per_sample(onehot, z), -(smoothed * np.log(softmax)).sum(1), rtol=1e-13)
+    np.testing.assert_allclose(
+        losses.SparseCategoricalCrossentropy(from_logits=True).per_sample(labels, z),
+        -np.log(softmax[np.arange(6), labels]),
+        rtol=1e-13,
+    )
+    t = rng.uniform(size=(6, 3))
+    sigmoid = 1 / (1 + np.exp(-z))
+    direct = -(t * np.log(sigmoid) + (1 - t) * np.log(1 - sigmoid)).mean(1)
+    np.testing.assert_allclose(losses.BinaryCrossentropy(from_logits=True).per_sample(t, z), direct, rtol=1e-12)
+    np.testing.assert_allclose(losses.binary_crossentropy(t, z, from_logits=True), direct, rtol=1e-12)
+    np.testing.assert_allclose(
+        losses.categorical_crossentropy(onehot, z, from_logits=True, label_smoothing=0.2),
+        -(smoothed * np.log(softmax)).sum(1),
+        rtol=1e-13,
+    )
+    # far-out logits: -log(sigmoid(-800)) = 800 + log(1 + e^-800); -log_softmax picks the gap
+    huge = np.array([[800.0, -800.0]])
+    values = losses.BinaryCrossentropy(from_logits=True).per_sample(np.array([[0.0, 1.0]]), huge)
+    assert values.tolist() == [800.0]
+    assert losses.SparseCategoricalCrossentropy(from_logits=True).per_sample(np.array([1]), huge).tolist() == [1600.0]
+
+
+def test_from_logits_is_checked_and_serialized():
+    with pytest.raises(ValueError, match=r"from_logits to be True or False, received 'yes'"):
+        losses.CategoricalCrossentropy(from_logits="yes")
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    assert loss.serialize() == {"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": True}}
+    again = losses.get(losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1).serialize())
+    assert (again.from_logits, again.label_smoothing) == (True, 0.1)
+    assert losses.CategoricalCrossentropy().serialize() == "categorical_crossentropy"

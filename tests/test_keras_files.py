@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -225,6 +226,45 @@ def test_legacy_tf_keras_batch_norm_axis_list_and_optimizer_names(tmp_path):
     model = cl.models.load_model(path)
     assert type(model.optimizer).__name__ == "RMSprop"
     check_predictions(model, "gmp_rmsprop")
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        # tf.keras 2.4's spelling (the shared logits_same_cifar_tfkeras24.h5 has exactly this)
+        {
+            "class_name": "SparseCategoricalCrossentropy",
+            "config": {"reduction": "auto", "name": "scce", "from_logits": True},
+        },
+        # Keras 3's
+        {
+            "module": "keras.losses",
+            "class_name": "SparseCategoricalCrossentropy",
+            "config": {"name": "scce", "reduction": "sum_over_batch_size", "from_logits": True, "ignore_class": None},
+            "registered_name": None,
+        },
+    ],
+)
+def test_a_from_logits_loss_loads_compiled(tmp_path, loss):
+    """The loss reads the outputs as logits: its value is -log_softmax(output)[label], computed here
+    with NumPy from the predictions (a softmax output taken as logits, as Keras would)."""
+    path = _legacy_copy(tmp_path)
+    with h5py.File(path, "r+") as h5:
+        training = json.loads(h5.attrs["training_config"])
+        training["loss"] = loss
+        training["metrics"] = []
+        h5.attrs["training_config"] = json.dumps(training)
+    model = cl.models.load_model(path)
+    assert model.compiled and type(model.loss).__name__ == "SparseCategoricalCrossentropy" and model.loss.from_logits
+    x = EXPECTED["gmp_rmsprop_x"]
+    labels = np.arange(len(x)) % model.output_shape[-1]
+    z = a64(model.predict(x))
+    expected = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(x)), labels])
+    # float32 log-softmax: a max, C subtractions, exps and a sum of C terms, a log; each value is
+    # within gamma_(C + 8) of |z| + |loss|, and so is their mean
+    classes = z.shape[1]
+    tolerance = float(gamma(classes + 8, "float32")) * (2 * np.abs(z).max() + expected)
+    assert model.evaluate(x, labels, verbose=0) == pytest.approx(expected, abs=tolerance)
 
 
 # ---------------------------------------------------------------- writing Keras files
@@ -606,3 +646,69 @@ def test_functional_model_round_trips_through_keras_formats(tmp_path, suffix):
     for a, b in zip(again.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(again.predict(FUNCTIONAL["x"]), model.predict(FUNCTIONAL["x"]))
+
+
+# ---------------------------------------------------------------- standalone Keras 2.0-2.2 optimizer weights
+def _as_keras2_file(tmp_path: Path, vhats: bool = False, drop: int = 0) -> Path:
+    """residual_sep.h5 (Keras 3 writer, Adam) with its optimizer state rewritten as standalone Keras
+    2.0.x files it (keras/optimizers.py, Adam.get_updates: ``self.weights = [self.iterations] + ms +
+    vs``, 2.1.3+ also ``+ vhats``, placeholders of shape (1,) without amsgrad; variables named by
+    the TensorFlow backend ``training/Adam/Variable_k:0``; ``ms`` in the order of the model's
+    trainable weights, i.e. the file's layer order) and its compile config as Keras 2.0.9 wrote it."""
+    path = tmp_path / "keras2.h5"
+    shutil.copy(HERE / "residual_sep.h5", path)
+    with h5py.File(path, "r+") as h5:
+        weights = h5["model_weights"]
+        trainable = []
+        for layer in weights.attrs["layer_names"]:
+            layer = layer.decode() if isinstance(layer, bytes) else layer
+            for name in weights[layer].attrs["weight_names"]:
+                name = name.decode() if isinstance(name, bytes) else name
+                if not name.endswith(("moving_mean", "moving_variance")):
+                    trainable.append(name.replace("/", "_"))
+        old = h5["optimizer_weights"]
+        step = old["adam/iteration"][()]
+        ms = [old[f"adam/{key}_momentum"][()] for key in trainable]
+        vs = [old[f"adam/{key}_velocity"][()] for key in trainable]
+        blocks = ms + vs + ([np.zeros(1, np.float32)] * len(ms) if vhats else [])
+        del h5["optimizer_weights"]
+        group = h5.create_group("optimizer_weights")
+        names = ["Adam/iterations:0"] + [
+            f"training/Adam/Variable{'' if k == 0 else f'_{k}'}:0" for k in range(len(blocks) - drop)
+        ]
+        group.attrs["weight_names"] = np.array([n.encode() for n in names])
+        group.create_dataset(names[0], data=np.int64(step))
+        for name, value in zip(names[1:], blocks, strict=False):
+            group.create_dataset(name, data=value)
+        h5.attrs["training_config"] = json.dumps(
+            {
+                "optimizer_config": {
+                    "class_name": "Adam",
+                    "config": {"lr": 0.01, "beta_1": 0.9, "beta_2": 0.999, "decay": 0.0, "epsilon": 1e-07},
+                },
+                "loss": "sparse_categorical_crossentropy",
+                "metrics": ["accuracy"],
+                "sample_weight_mode": None,
+                "loss_weights": None,
+            }
+        )
+        h5.attrs["keras_version"] = b"2.0.9"
+    return path
+
+
+@pytest.mark.parametrize("vhats", [False, True], ids=["keras2.0", "keras2.1.3+"])
+def test_standalone_keras2_optimizer_state_is_restored(tmp_path, vhats):
+    reference = cl.models.load_model(HERE / "residual_sep.h5").optimizer.get_state()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # restored: no warning
+        model = cl.models.load_model(_as_keras2_file(tmp_path, vhats=vhats))
+    state = model.optimizer.get_state()
+    assert int(state["iterations"]) == int(reference["iterations"]) > 0
+    for key in ("m", "v"):
+        np.testing.assert_array_equal(state[key], reference[key])
+
+
+def test_standalone_keras2_optimizer_state_that_does_not_fit_warns(tmp_path):
+    with pytest.warns(UserWarning, match=r"optimizer state was not restored \(the file's .* Keras 2 optimizer"):
+        model = cl.models.load_model(_as_keras2_file(tmp_path, drop=1))
+    assert model.compiled and model.optimizer.iterations == 0

@@ -173,3 +173,59 @@ def test_keras_continues_cnnlab_training_of_a_functional_model(tmp_path):
         # a few gamma_k of the step, except where the gradient is ~0 (m/sqrt(v) then is ill-conditioned)
         bound = 2 * gamma(k, "float32") * k * max(step, 1e-6) + 4 * U * a64(theirs)
         assert_within(mine, theirs, bound, f"weight {i} after Keras's step")
+
+
+TRAIN_AND_SAVE = """
+import sys, json, numpy as np, keras
+model = keras.saving.load_model(sys.argv[1])
+data = np.load(sys.argv[2])
+model.train_on_batch(data["x"], data["y"])
+np.savez(sys.argv[3], *[keras.ops.convert_to_numpy(w) for w in model.get_weights()],
+         iterations=keras.ops.convert_to_numpy(model.optimizer.iterations),
+         loss=json.dumps({"class_name": type(model.loss).__name__, **model.loss.get_config()}))
+model.save(sys.argv[4])
+"""
+
+FROM_LOGITS = {
+    "sparse": (lambda: cl.losses.SparseCategoricalCrossentropy(from_logits=True), False),
+    "binary_smoothing": (lambda: cl.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2), True),
+}
+
+
+@pytest.mark.parametrize("name", list(FROM_LOGITS))
+def test_from_logits_loss_round_trips_through_keras(tmp_path, name):
+    """A loss with from_logits=True (a last Dense without softmax) written by cnnlab: Keras reads it
+    as such (its next step equals cnnlab's), and the file Keras writes back loads compiled in cnnlab
+    with the same loss."""
+    import json
+
+    make, onehot = FROM_LOGITS[name]
+    model = cl.Sequential(
+        [cl.layers.Input((5, 5, 1)), cl.layers.Conv2D(2, 2, activation="relu"), cl.layers.Flatten(), cl.layers.Dense(3)]
+    )
+    model.compile(cl.optimizers.Adam(0.01), make())
+    rng = np.random.default_rng(3)
+    x, labels = rng.random((8, 5, 5, 1), dtype=np.float32), rng.integers(0, 3, 8)
+    y = np.eye(3, dtype=np.float32)[labels] if onehot else labels
+    for i in range(2):
+        model.train_on_batch(x[i::2], y[i::2])
+    path = model.save(tmp_path / "net.keras")
+    np.savez(tmp_path / "batch.npz", x=x, y=y)
+    run_keras(TRAIN_AND_SAVE, "torch", path, tmp_path / "batch.npz", tmp_path / "after.npz", tmp_path / "back.keras")
+    after = np.load(tmp_path / "after.npz")
+    keras_loss = json.loads(str(after["loss"]))
+    assert keras_loss["class_name"] == type(model.loss).__name__ and keras_loss["from_logits"] is True
+    assert keras_loss.get("label_smoothing", 0.0) == model.loss.get_config().get("label_smoothing", 0.0)
+    start = model.get_weights()
+    model.train_on_batch(x, y)
+    assert int(after["iterations"]) == 3
+    k = 8 * 4 * 4  # the longest gradient sum: batch x conv positions
+    for i, (mine, before) in enumerate(zip(model.get_weights(), start, strict=True)):
+        theirs = after[f"arr_{i}"]
+        step = a64(theirs - before).max()
+        bound = 2 * gamma(k, "float32") * k * max(step, 1e-6) + 4 * U * a64(theirs)
+        assert_within(mine, theirs, bound, f"weight {i} after Keras's step")
+    back = cl.models.load_model(tmp_path / "back.keras")
+    assert back.compiled and type(back.loss) is type(model.loss)
+    assert back.loss.get_config() == model.loss.get_config() and back.loss.from_logits
+    assert back.optimizer.iterations == 3

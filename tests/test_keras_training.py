@@ -147,13 +147,29 @@ LOSS_CASES = {
     "categorical_hinge": (lambda: cl.losses.CategoricalHinge(), ONEHOT, "linear"),
     "cce_smoothing": (lambda: cl.losses.CategoricalCrossentropy(label_smoothing=0.2), ONEHOT, "softmax"),
     "bce_smoothing": (lambda: cl.losses.BinaryCrossentropy(label_smoothing=0.2), ONEHOT, "sigmoid"),
+    # from_logits=True: the outputs are the logits (a softmax output is taken as logits too, as Keras does)
+    "scce_logits": (lambda: cl.losses.SparseCategoricalCrossentropy(from_logits=True), FIX["y"], "linear"),
+    "cce_logits_smoothing": (
+        lambda: cl.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2),
+        ONEHOT,
+        "linear",
+    ),
+    "cce_logits_on_softmax": (lambda: cl.losses.CategoricalCrossentropy(from_logits=True), ONEHOT, "softmax"),
+    "bce_logits_smoothing": (
+        lambda: cl.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2),
+        ONEHOT,
+        "linear",
+    ),
 }
 
 
+@pytest.mark.parametrize("kernels", ["reference", "fast"])
 @pytest.mark.parametrize("name", sorted(LOSS_CASES))
-def test_loss_training_steps_match_keras(name):
+def test_loss_training_steps_match_keras(name, kernels):
     make, y, activation = LOSS_CASES[name]
-    weights, losses, _ = train(optimizers.SGD(learning_rate=0.1), loss=make(), y=y, activation=activation)
+    weights, losses, _ = train(
+        optimizers.SGD(learning_rate=0.1), loss=make(), y=y, activation=activation, kernels=kernels
+    )
     assert_steps_match(name, weights)
     np.testing.assert_allclose(losses, FIX[f"{name}/loss"], rtol=1e-5)
 

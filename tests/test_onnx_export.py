@@ -10,14 +10,16 @@ import pytest
 import cnnlab as cl
 from cnnlab import config
 from cnnlab import layers as L
+from cnnlab.engine.graph import expand
 from cnnlab.errors import InvalidArgumentError, MissingDependencyError, NotReadyError
 from cnnlab.ops import activations as act_ops
 from cnnlab.ops.conv import conv2d_forward
+from cnnlab.ops.depthwise import depthwise_conv2d_forward, separable_conv2d_forward
 from cnnlab.ops.pool import avg_pool2d_forward, max_pool2d_forward
 from tests.numerics import a64, assert_within, gamma, unit_roundoff
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx package: pip install 'cnnlab[onnx]'")
-from cnnlab.onnx_export import DEFAULT_OPSET, IR_VERSION, to_onnx  # noqa: E402
+from cnnlab.onnx_export import DEFAULT_OPSET, IR_VERSION, io_names, to_onnx  # noqa: E402
 
 try:
     import onnxruntime
@@ -28,18 +30,24 @@ except ImportError:  # the reference evaluator shipped with onnx runs the same g
 RUNTIMES = ["onnxruntime", "reference"]
 
 
-def run(proto, x: np.ndarray, runtime: str | None = None) -> np.ndarray:
-    """The exported graph's output for ``x`` on ``runtime`` (default: onnxruntime if installed, else
-    ``onnx.reference``)."""
+def run_all(proto, xs: list[np.ndarray], runtime: str | None = None) -> list[np.ndarray]:
+    """The exported graph's outputs for the inputs ``xs`` (in the model's order) on ``runtime``
+    (default: onnxruntime if installed, else ``onnx.reference``)."""
     runtime = runtime or ("onnxruntime" if onnxruntime is not None else "reference")
+    feeds = dict(zip(io_names(len(xs), "input"), xs, strict=True))
     if runtime == "onnxruntime":
         if onnxruntime is None:
             pytest.skip("onnxruntime is not installed (pip install onnxruntime); onnx.reference runs these graphs")
         session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-        return session.run(None, {"input": x})[0]
+        return session.run(None, feeds)
     from onnx.reference import ReferenceEvaluator
 
-    return ReferenceEvaluator(proto).run(None, {"input": x})[0]
+    return ReferenceEvaluator(proto).run(None, feeds)
+
+
+def run(proto, x: np.ndarray, runtime: str | None = None) -> np.ndarray:
+    """The output of a one-input, one-output graph."""
+    return run_all(proto, [x], runtime)[0]
 
 
 # ---------------------------------------------------------------- rounding bounds
@@ -99,6 +107,27 @@ def _layer_bound(layer: L.Layer, x: np.ndarray, e: np.ndarray) -> tuple[np.ndarr
             conv2d_forward(a64(x), abs(w), None, *args) + abs(b)
         )
         return _activation_bound(layer.activation, z, ez)
+    if isinstance(layer, L.DepthwiseConv2D):
+        w, b = np.asarray(layer.kernel, np.float64), layer.bias
+        b = np.zeros(w.shape[2] * w.shape[3]) if b is None else np.asarray(b, np.float64)
+        args = (layer.strides, layer.padding, layer.dilation_rate)
+        z = depthwise_conv2d_forward(x, w, b, *args)
+        ez = depthwise_conv2d_forward(e, abs(w), None, *args) + g(w.shape[0] * w.shape[1] + 2) * (
+            depthwise_conv2d_forward(a64(x), abs(w), None, *args) + abs(b)
+        )
+        return _activation_bound(layer.activation, z, ez)
+    if isinstance(layer, L.SeparableConv2D):
+        dw, pw = np.asarray(layer.depthwise_kernel, np.float64), np.asarray(layer.pointwise_kernel, np.float64)
+        b = np.zeros(layer.filters) if layer.bias is None else np.asarray(layer.bias, np.float64)
+        args = (layer.strides, layer.padding, layer.dilation_rate)
+        z = separable_conv2d_forward(x, dw, pw, b, *args)
+        # both sums' roundings, each at most gamma of its terms' magnitudes (the depthwise sums' own
+        # rounding carried through |pw|), counted once for the longer of the two sums
+        terms = dw.shape[0] * dw.shape[1] + pw.shape[2] + 2
+        ez = separable_conv2d_forward(e, abs(dw), abs(pw), None, *args) + g(terms) * (
+            separable_conv2d_forward(a64(x), abs(dw), abs(pw), None, *args) + abs(b)
+        )
+        return _activation_bound(layer.activation, z, ez)
     if isinstance(layer, L.Dense):
         w, b = np.asarray(layer.kernel, np.float64), layer.bias
         b = np.zeros(layer.units) if b is None else np.asarray(b, np.float64)
@@ -151,36 +180,77 @@ def _layer_bound(layer: L.Layer, x: np.ndarray, e: np.ndarray) -> tuple[np.ndarr
     return layer.forward(x), layer.forward(e)
 
 
-def rounding_bound(model: cl.Sequential, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The model's exact output (float64) and a bound on how far any float32 computation of it
-    (summing in any order) may be: each layer adds its rounding to the propagated error."""
-    y, e = np.asarray(x, np.float64), np.zeros(x.shape)
+def _merge_bound(layer: L.Layer, xs: list[np.ndarray], es: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A merge layer's exact output and error bound from its inputs' (Keras's order of operations)."""
+    if isinstance(layer, L.Concatenate):
+        axis = layer.axis % xs[0].ndim
+        return np.concatenate(xs, axis=axis), np.concatenate(es, axis=axis)
+    if isinstance(layer, L.Maximum):
+        # the largest of values each within its e of exact is within the largest e
+        return np.maximum.reduce(np.broadcast_arrays(*xs)), np.maximum.reduce(np.broadcast_arrays(*es))
+    if isinstance(layer, L.Multiply):
+        y, ey = xs[0], es[0]
+        for x, e in zip(xs[1:], es[1:], strict=True):
+            # |p^ x^ - p x| <= |p| e + |x| ep + ep e, and the product's own rounding u |p^ x^|
+            ey = abs(y) * e + abs(x) * ey + ey * e + U * (abs(y) + ey) * (abs(x) + e)
+            y = y * x
+        return y, ey
+    k = len(xs)
+    signs = [1.0, -1.0] if isinstance(layer, L.Subtract) else [1.0] * k
+    y = sum(sign * x for sign, x in zip(signs, xs, strict=True))
+    ey = sum(es) + g(k) * sum(a64(x) for x in xs)  # k - 1 additions (and Average's division)
+    if isinstance(layer, L.Average):
+        return y / k, ey / k
+    return y, ey
+
+
+def rounding_bounds(model: cl.Sequential, xs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each output's exact value (float64) and a bound on how far any float32 computation of it
+    (summing in any order) may be: each layer call of the expanded graph adds its rounding to the
+    error propagated from its inputs."""
+    graph = expand(model)
+    slots = {s: (np.asarray(x, np.float64), np.zeros(x.shape)) for s, x in zip(graph.inputs, xs, strict=True)}
     with config.using_kernels("reference"):
-        for layer, _ in model._leaves():
-            y, e = _layer_bound(layer, y, e)
-    return y, e
+        for node in graph.nodes:
+            ins = [slots[s] for s in node.inputs]
+            if isinstance(node.layer, L.Merge):
+                slots[node.output] = _merge_bound(node.layer, [y for y, _ in ins], [e for _, e in ins])
+            else:
+                slots[node.output] = _layer_bound(node.layer, *ins[0])
+    return [slots[s] for s in graph.outputs]
+
+
+def rounding_bound(model: cl.Sequential, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rounding_bounds` of a one-input, one-output model."""
+    return rounding_bounds(model, [x])[0]
 
 
 def assert_exported_predictions(
-    model: cl.Sequential, x: np.ndarray, opset: int | None = None, runtime: str | None = None
+    model: cl.Sequential, x: np.ndarray | list[np.ndarray], opset: int | None = None, runtime: str | None = None
 ) -> None:
+    xs = x if isinstance(x, list) else [x]
     proto = to_onnx(model, opset)
     onnx.checker.check_model(proto, full_check=True)
-    got = run(proto, x.astype(np.float32), runtime)
-    expected = model.predict(x, verbose=0)
-    exact, bound = rounding_bound(model, x)
-    # worst-case rounding bounds (Higham's gamma_n, propagated) stay far below the values, so a
-    # misplaced value shows (test_a_wrong_flatten_order_fails shows one that does)
-    assert bound.max() < 0.01 * np.abs(exact).max()
-    assert_within(expected, exact, bound, "cnnlab vs exact")
-    # each is within the bound of the exact value, so they are within twice it of each other
-    assert_within(got, expected, 2 * bound, "onnx vs cnnlab")
+    got = run_all(proto, [x.astype(np.float32) for x in xs], runtime)
+    expected = model.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+    expected = expected if isinstance(expected, list) else [expected]
+    assert len(got) == len(expected)
+    for k, (out, want, (exact, bound)) in enumerate(zip(got, expected, rounding_bounds(model, xs), strict=True)):
+        # worst-case rounding bounds (Higham's gamma_n, propagated) stay far below the values, so a
+        # misplaced value shows (test_a_wrong_flatten_order_fails shows one that does)
+        assert bound.max() < 0.01 * np.abs(exact).max()
+        assert_within(want, exact, bound, f"cnnlab vs exact (output {k})")
+        # each is within the bound of the exact value, so they are within twice it of each other
+        assert_within(out, want, 2 * bound, f"onnx vs cnnlab (output {k})")
 
 
 # ---------------------------------------------------------------- models
 def _randomize_batch_norms(model: cl.Sequential, rng: np.random.Generator) -> None:
-    """Moving statistics and affine weights that are not the identity."""
+    """Moving statistics and affine weights that are not the identity, biases that are not zero (a
+    bias misplaced in the export shows)."""
     for layer, _ in model._leaves():
+        if "bias" in getattr(layer, "_weights", {}) and not isinstance(layer, L.BatchNormalization):
+            layer._weights["bias"][...] = rng.normal(0, 0.3, layer._weights["bias"].shape)
         if isinstance(layer, L.BatchNormalization):
             layer.set_weights(
                 [
@@ -282,7 +352,91 @@ def dense_model() -> cl.Sequential:
     )
 
 
-MODELS = [image_model, rearranging_model, permuted_output_model, global_pooling_model, dense_model]
+def separable_model() -> cl.Sequential:
+    """DepthwiseConv2D (depth multiplier, strides, 'same') and SeparableConv2D (dilation, no bias)."""
+    return cl.Sequential(
+        [
+            L.Input((9, 8, 3)),
+            L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu"),  # 5 x 4 x 6
+            L.SeparableConv2D(4, (2, 3), padding="same", dilation_rate=(2, 1), depth_multiplier=2, use_bias=False),
+            L.BatchNormalization(),
+            L.DepthwiseConv2D(2, use_bias=False),  # 4 x 3 x 4
+            L.Flatten(),
+            L.Dense(3),
+        ],
+        name="separable",
+    )
+
+
+def merging_model() -> cl.Model:
+    """Every merge layer on image tensors: NCHW branches (Add, Concatenate on the channel axis and
+    on the height axis), an NCHW branch against the NHWC input (Subtract), a broadcast
+    (N, 1, 1, C) gate (Multiply: squeeze and excitation), Average of three, Maximum."""
+    inputs = L.Input((6, 5, 3))
+    a = L.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    b = L.Conv2D(4, 1)(inputs)
+    added = L.Add()([a, b])
+    projected = L.Dense(4)(inputs)  # a Dense on the NHWC input: stays NHWC
+    difference = L.Subtract()([added, projected])
+    gate = L.Dense(4, activation="sigmoid")(L.GlobalAveragePooling2D(keepdims=True)(difference))
+    excited = L.Multiply()([difference, gate])
+    channels = L.Concatenate()([excited, a])  # (6, 5, 8): Keras's axis -1 is ONNX's 1
+    rows = L.Concatenate(axis=1)([excited, b])  # (12, 5, 4): Keras's axis 1 is ONNX's 2
+    mixed = L.Average()([L.Conv2D(4, 1)(channels), added, excited])
+    top = L.Maximum()([mixed, L.MaxPooling2D((2, 1))(rows)])
+    flat = L.Flatten()(L.Concatenate()([top, L.Conv2D(2, 1)(channels)]))
+    return cl.Model(inputs, L.Dense(5, activation="softmax")(flat), name="merging")
+
+
+def shared_nested_model() -> cl.Model:
+    """Two inputs and three outputs; a Conv2D shared by both inputs; a graph model nested as a
+    layer; flat tensors merged in Keras's flatten order (Subtract of two flattens, Concatenate
+    of a flatten with a pooled vector); an output straight from a Flatten (a Gather to Keras's
+    order) and one that is a residual sum of image tensors."""
+    inner_in = L.Input((6, 6, 3))
+    inner_out = L.Maximum()([L.Conv2D(3, 3, padding="same", activation="tanh")(inner_in), inner_in])
+    inner = cl.Model(inner_in, inner_out, name="inner_block")
+    left, right = L.Input((6, 6, 2)), L.Input((6, 6, 2))
+    shared = L.Conv2D(3, 3, padding="same", activation="relu", name="shared_conv")
+    a, b = shared(left), shared(right)
+    c = inner(a)
+    averaged = L.Average()([a, b, c])
+    classes = L.Dense(3, activation="softmax")(L.Flatten()(L.MaxPooling2D(2)(averaged)))
+    flat_a, flat_b = L.Flatten()(a), L.Flatten()(b)
+    difference = L.Subtract()([flat_a, flat_b])
+    joined = L.Concatenate()([difference, L.GlobalAveragePooling2D()(c)])
+    score = L.Dense(2)(joined)
+    residual = L.Add()([L.Flatten()(c), flat_a])
+    return cl.Model([left, right], [classes, score, residual], name="shared_nested")
+
+
+SEQUENTIAL_MODELS = [
+    image_model,
+    rearranging_model,
+    permuted_output_model,
+    global_pooling_model,
+    dense_model,
+    separable_model,
+]
+
+
+def residual_model() -> cl.Model:
+    """The residual blocks of the shared Keras files (ResNet's identity shortcut from the NHWC input
+    and mini-Xception's strided 1x1 Conv shortcut added to a max-pooled SeparableConv2D branch)."""
+    inputs = L.Input((9, 9, 4))
+    x = L.BatchNormalization()(L.Conv2D(4, 3, padding="same", activation="relu")(inputs))
+    x = L.BatchNormalization()(L.Conv2D(4, 3, padding="same")(x))
+    x = L.ReLU()(L.Add()([x, inputs]))
+    shortcut = L.BatchNormalization()(L.Conv2D(6, 1, strides=2, padding="same", use_bias=False)(x))
+    branch = L.Activation("relu")(L.BatchNormalization()(L.SeparableConv2D(6, 3, padding="same", use_bias=False)(x)))
+    branch = L.MaxPooling2D(3, strides=2, padding="same")(L.SeparableConv2D(6, 3, padding="same")(branch))
+    x = L.Add()([branch, shortcut])
+    outputs = L.Activation("softmax")(L.GlobalAveragePooling2D()(L.Conv2D(3, 3, padding="same")(x)))
+    return cl.Model(inputs, outputs, name="residual")
+
+
+GRAPH_MODELS = [merging_model, shared_nested_model, residual_model]
+MODELS = SEQUENTIAL_MODELS + GRAPH_MODELS
 
 
 def _build(make, seed: int = 0) -> tuple[cl.Sequential, np.ndarray]:
@@ -291,8 +445,9 @@ def _build(make, seed: int = 0) -> tuple[cl.Sequential, np.ndarray]:
     model = make()
     rng = np.random.default_rng(seed)
     _randomize_batch_norms(model, rng)
-    x = rng.normal(size=(5, *model.input_shape[1:])).astype(np.float32)
-    return model, x
+    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    xs = [rng.normal(size=(5, *shape[1:])).astype(np.float32) for shape in shapes]
+    return model, (xs if len(xs) > 1 else xs[0])
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -446,3 +601,61 @@ def test_cli_convert_cnnlab_to_onnx(tmp_path, capsys):
     assert_within(got, model.predict(x, verbose=0), 2 * bound, "converted")
     assert cli.main(["convert", str(source), str(tmp_path / "net.pb")]) == 1
     assert "suffix '.pb'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- graph models
+def test_a_concatenate_on_the_wrong_axis_fails(monkeypatch):
+    """The comparison can fail: an exporter that keeps Keras's axis on NCHW tensors (Keras's rows,
+    axis 1, would join channels) is caught."""
+    from cnnlab import onnx_export
+
+    def keras_axis_concatenate(b, layer, inputs):
+        ts = onnx_export._common_layout(b, inputs, layer.name)
+        shape = layer.compute_output_shape([t.shape for t in inputs])
+        out = b.op("Concat", [t.name for t in ts], layer.name, axis=layer.axis % len(shape))
+        return onnx_export.Tensor(out, shape, ts[0].layout)
+
+    def rows_joined():
+        # C = H = W = 4: joining NCHW channels instead of rows gives the same shapes, other values
+        inputs = L.Input((4, 4, 4))
+        joined = L.Concatenate(axis=1)([L.Conv2D(4, 1)(inputs), L.Conv2D(4, 1, activation="tanh")(inputs)])
+        return cl.Model(inputs, L.Dense(3)(L.Flatten()(joined)))
+
+    model, x = _build(rows_joined)
+    assert_exported_predictions(model, x)
+    monkeypatch.setitem(onnx_export._CONVERTERS, L.Concatenate, keras_axis_concatenate)
+    with pytest.raises(AssertionError, match="onnx vs cnnlab"):
+        assert_exported_predictions(model, x)
+
+
+def test_graph_inputs_outputs_and_a_shared_layer_stored_once(tmp_path):
+    model, xs = _build(shared_nested_model)
+    path = model.export(tmp_path / "graph.onnx", format="onnx")
+    proto = onnx.load(path)
+    assert [i.name for i in proto.graph.input] == ["input_0", "input_1"]
+    assert [o.name for o in proto.graph.output] == ["output_0", "output_1", "output_2"]
+    dims = [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.graph.output]
+    assert dims == [["batch", 3], ["batch", 2], ["batch", 108]]
+    names = [i.name for i in proto.graph.initializer]
+    assert names.count("shared_conv/kernel") == 1 and not any(n.startswith("shared_conv/kernel_") for n in names)
+    # one transpose into NCHW per input, none back except for the output (a Gather restores the flat order)
+    ops = [node.op_type for node in proto.graph.node]
+    assert ops.count("Transpose") == 2 and ops.count("Gather") == 1
+    got = run_all(proto, [x[:2] for x in xs])
+    want = model.predict([x[:2] for x in xs], verbose=0)
+    for out, expected, (_, bound) in zip(got, want, rounding_bounds(model, [x[:2] for x in xs]), strict=True):
+        assert_within(out, expected, 2 * bound, "graph export")
+
+
+def test_an_output_repeated_or_equal_to_an_input():
+    """The same tensor returned twice, and a model input returned as an output: Identity nodes."""
+    cl.clear_session()
+    inputs = L.Input((3,))
+    dense = L.Dense(2)(inputs)
+    model = cl.Model(inputs, [dense, dense, inputs])
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    got = run_all(to_onnx(model), [x])
+    want = model.predict(x, verbose=0)
+    _, bound = rounding_bound(cl.Sequential([L.Input((3,)), model.get_layer(model.layers[1].name)]), x)
+    assert_within(got[0], want[0], 2 * bound, "first")
+    assert np.array_equal(got[1], got[0]) and np.array_equal(got[2], x)

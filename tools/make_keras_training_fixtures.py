@@ -138,6 +138,38 @@ def main() -> None:
             activation="sigmoid",
         ),
     )
+    # from_logits=True: the last Dense has no activation (its outputs are the logits), or a softmax
+    # whose outputs the loss takes as logits all the same (Keras applies a second softmax)
+    record(
+        "scce_logits",
+        train(
+            opt.SGD(learning_rate=0.1),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            activation="linear",
+        ),
+    )
+    record(
+        "cce_logits_smoothing",
+        train(
+            opt.SGD(learning_rate=0.1),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2),
+            y=onehot,
+            activation="linear",
+        ),
+    )
+    record(
+        "cce_logits_on_softmax",
+        train(opt.SGD(learning_rate=0.1), loss=keras.losses.CategoricalCrossentropy(from_logits=True), y=onehot),
+    )
+    record(
+        "bce_logits_smoothing",
+        train(
+            opt.SGD(learning_rate=0.1),
+            loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2),
+            y=onehot,
+            activation="linear",
+        ),
+    )
 
     # streaming metrics: two update_state calls, then result()
     rng = np.random.default_rng(3)
