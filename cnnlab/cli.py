@@ -217,10 +217,21 @@ def _explain_parsers(sub: Any) -> None:
         kinds,
         "model",
         "show every layer's output for one test image of a saved model",
-        "cnnlab explain model net2.cnnlab --index 0 --html net2.html",
+        "cnnlab explain model net2.cnnlab --index 0 --html net2.html\n"
+        "         cnnlab explain model cifar.keras --image cat.png --html cat.html",
     )
     model.add_argument("model", metavar="MODEL")
-    model.add_argument("--index", type=int, default=0, help="which test image (default 0)")
+    which = model.add_mutually_exclusive_group()
+    which.add_argument("--index", type=int, default=0, help="which Fashion-MNIST test image (default 0)")
+    which.add_argument(
+        "--image",
+        default=None,
+        help="your own image instead (PNG/JPEG, or .npy of the model's input shape): for any model, "
+        "e.g. a 32x32 RGB one loaded from a Keras file",
+    )
+    model.add_argument(
+        "--invert", choices=("auto", "yes", "no"), default="auto", help="for --image, as in cnnlab predict"
+    )
     model.add_argument("--data", default=None, help="folder with the Fashion-MNIST IDX files")
     model.add_argument("--png", default=None, help="feature maps and learned filters as a picture")
     model.add_argument("--html", default=None, help="an interactive page of every layer's feature maps")
@@ -245,14 +256,15 @@ def _test_data(model: Any, data: str | None) -> tuple[np.ndarray, np.ndarray]:
 FASHION_SAMPLE = (28, 28, 1)
 
 
-def _check_fashion_input(model: Any, path: str, command: str) -> None:
+def _check_fashion_input(model: Any, path: str, command: str, alternative: str = "") -> None:
     """``evaluate``, ``trace`` and ``explain model`` feed Fashion-MNIST images: refuse, by name, a
     model made for other inputs (e.g. 32x32 RGB) instead of failing inside its first layer."""
     shape = tuple(model.input_shape[1:])
     if shape != FASHION_SAMPLE:
         raise CommandError(
             f"{path}: the model takes inputs of shape {shape}, but cnnlab {command} feeds it Fashion-MNIST images "
-            f"of shape {FASHION_SAMPLE}; use a model made for 28x28 grayscale images (e.g. from cnnlab train)."
+            f"of shape {FASHION_SAMPLE}; use a model made for 28x28 grayscale images (e.g. from cnnlab train)"
+            f"{alternative}."
         )
 
 
@@ -359,9 +371,10 @@ def cmd_trace(args: argparse.Namespace) -> None:
         print(f"  {name:<16} {shape}")
 
 
-def _grayscale(img: Any) -> np.ndarray:
-    """A PIL image as (28, 28) float grayscale in 0..255: 16-bit images are scaled down (not clipped),
-    transparent pixels are laid on white (the paper the garment is drawn on), then resized."""
+def _pixels(img: Any, size: tuple[int, int], channels: int) -> np.ndarray:
+    """A PIL image as ``(H, W, channels)`` floats in 0..255 (1 channel: grayscale, 3: RGB): 16-bit
+    images are scaled down (not clipped), transparent pixels are laid on white (the paper the
+    garment is drawn on), then the image is resized to ``size`` (bilinear)."""
     from PIL import Image
 
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -372,12 +385,16 @@ def _grayscale(img: Any) -> np.ndarray:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
-    return np.asarray(img.convert("L").resize((28, 28), Image.Resampling.BILINEAR), dtype=np.float64)
+    img = img.convert("L" if channels == 1 else "RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.float64).reshape(size[0], size[1], channels)
 
 
-def read_image(path: str, invert: str = "auto") -> np.ndarray:
-    """A (28, 28) float array in 0..255 from a PNG/JPEG (converted to grayscale and resized)
-    or a .npy array of shape (28, 28) or (28, 28, 1)."""
+def read_image(path: str, invert: str = "auto", shape: tuple[int, ...] = FASHION_SAMPLE) -> np.ndarray:
+    """An ``(H, W, C)`` float array in 0..255 for a model taking ``shape = (H, W, C)``: a PNG/JPEG
+    (converted to grayscale for C = 1, RGB for C = 3, and resized) or a .npy array of exactly that
+    shape ((H, W) also for C = 1). Grayscale images with a light border are inverted with
+    ``invert="auto"`` (Fashion-MNIST is light-on-dark); colour images only with ``"yes"``."""
+    h, w, c = shape
     file = Path(path)
     if not file.is_file():
         raise CommandError(f"{path}: no such file")
@@ -386,10 +403,11 @@ def read_image(path: str, invert: str = "auto") -> np.ndarray:
             array = np.load(file, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise CommandError(f"{path}: not a readable .npy array ({exc})") from exc
-        if array.shape == (28, 28, 1):
-            array = array[..., 0]
-        if array.shape != (28, 28):
-            raise CommandError(f"{path}: expected an array of shape (28, 28) or (28, 28, 1), received {array.shape}")
+        if c == 1 and array.shape == (h, w):
+            array = array[..., None]
+        if array.shape != (h, w, c):
+            want = f"{(h, w)} or {(h, w, c)}" if c == 1 else f"{(h, w, c)}"
+            raise CommandError(f"{path}: expected an array of shape {want}, received {array.shape}")
         if array.dtype.kind not in "biuf":
             raise CommandError(
                 f"{path}: expected real pixel values, received dtype {array.dtype}; "
@@ -404,15 +422,33 @@ def read_image(path: str, invert: str = "auto") -> np.ndarray:
     else:
         from PIL import Image, UnidentifiedImageError
 
+        if c not in (1, 3):
+            raise CommandError(
+                f"{path}: the model takes {c}-channel inputs; a PNG/JPEG gives 1 (grayscale) or 3 (RGB) channels. "
+                f"Pass a .npy array of shape {(h, w, c)}."
+            )
         try:
             with Image.open(file) as img:
-                image = _grayscale(img)
+                image = _pixels(img, (h, w), c)
         except (UnidentifiedImageError, OSError) as exc:
             raise CommandError(f"{path}: not a readable image (PNG or JPEG expected): {exc}") from exc
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
-    if invert == "yes" or (invert == "auto" and border.mean() > 127):
+    if invert == "yes" or (invert == "auto" and c == 1 and border.mean() > 127):
         image = 255.0 - image
     return image
+
+
+def _image_shape(model: Any, path: str) -> tuple[int, int, int]:
+    """The ``(H, W, C)`` of one image the model takes (a model taking flat vectors of 784 values
+    reads a 28x28 grayscale image)."""
+    shape = tuple(model.input_shape[1:])
+    if len(shape) == 3:
+        return shape  # type: ignore[return-value]
+    if shape == (784,):
+        return FASHION_SAMPLE
+    raise CommandError(
+        f"{path}: the model takes inputs of shape {shape}, not images (H, W, C); use the Python API for it."
+    )
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -421,8 +457,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if note:
         print(note)
     scale = float(model.metadata.get("input_scale", 1.0))
-    images = np.stack([read_image(p, args.invert) for p in args.images])[..., None] * scale
-    probs = model.predict(images)
+    shape = _image_shape(model, args.model)
+    images = np.stack([read_image(p, args.invert, shape) for p in args.images]) * scale
+    probs = model.predict(images.reshape(-1, *model.input_shape[1:]))
     for path, p in zip(args.images, probs, strict=True):
         top = np.argsort(p)[::-1][:3]
         print(f"{path}: " + ", ".join(f"{names[k]} {p[k]:.3f}" for k in top))
@@ -542,39 +579,46 @@ def _explain_model(args: argparse.Namespace) -> None:
     from cnnlab.layers import Conv2D
 
     model = _load(args.model)
-    _check_fashion_input(model, args.model, "explain model")
-    _, (x_test, y_test) = fashion_mnist.load_data(args.data)
-    if not 0 <= args.index < len(x_test):
-        raise CommandError(
-            f"--index {args.index} is out of range: the test set has {len(x_test)} images (0..{len(x_test) - 1})"
-        )
-    image = x_test[args.index].reshape(28, 28, 1).astype(np.float64) * float(model.metadata.get("input_scale", 1.0))
-    names, note = _class_names(model, list(fashion_mnist.class_names))
+    scale = float(model.metadata.get("input_scale", 1.0))
+    if args.image is not None:  # the user's own image: any model, no data set, no label
+        shape = _image_shape(model, args.model)
+        image = read_image(args.image, args.invert, shape).reshape(model.input_shape[1:]) * scale
+        names, note = _class_names(model)
+        truth, label, heading = None, None, f"image {args.image}"
+    else:
+        _check_fashion_input(model, args.model, "explain model", "; or pass your own image with --image")
+        _, (x_test, y_test) = fashion_mnist.load_data(args.data)
+        if not 0 <= args.index < len(x_test):
+            raise CommandError(
+                f"--index {args.index} is out of range: the test set has {len(x_test)} images (0..{len(x_test) - 1})"
+            )
+        image = x_test[args.index].reshape(28, 28, 1).astype(np.float64) * scale
+        names, note = _class_names(model, list(fashion_mnist.class_names))
+        truth = fashion_mnist.class_names[y_test[args.index]]  # the data set's label, whatever the model's outputs
+        label, heading = int(y_test[args.index]), f"test image {args.index}"
     if note:
         print(note)
-    truth = fashion_mnist.class_names[y_test[args.index]]  # the data set's label, whatever the model's outputs
     steps = trace(model, image)
-    print(f"test image {args.index} (true class: {truth})")
+    print(heading + ("" if truth is None else f" (true class: {truth})"))
+    title = f"{model.name}: {heading}" + ("" if truth is None else f" ({truth})")
     for name, out in steps:
         print(f"  {name:<18} {str(out.shape):<16} min {fmt(out.min())}  max {fmt(out.max())}  mean {fmt(out.mean())}")
     probs = steps[-1][1]
     print("prediction: " + ", ".join(f"{names[k]} {probs[k]:.3f}" for k in np.argsort(probs)[::-1][:3]))
     if args.png:
         kernels = {layer.name: layer.kernel for layer, _ in model._leaves() if isinstance(layer, Conv2D)}
-        path = views.feature_maps_figure(
-            steps, kernels, Path(args.png), f"{model.name}: test image {args.index} ({truth})"
-        )
+        path = views.feature_maps_figure(steps, kernels, Path(args.png), title)
         print(f"picture written to {path}")
     if args.html:
-        title = f"{model.name}: test image {args.index} ({truth})"
         page = views.model_page(
             model,
             image,
             title,
             names,
-            int(y_test[args.index]),
+            label,
             overlays=_attribution_overlays(model, image),
-            weights=_weight_panel(model, x_test, y_test, args.index),
+            # one training step needs labels: the test images have them, the user's own image not
+            weights=None if args.image is not None else _weight_panel(model, x_test, y_test, args.index),
         )
         print(f"page written to {views.write_html(Path(args.html), page)}")
 
