@@ -26,6 +26,7 @@ model gives a chain. ``onnx`` (``pip install 'cnnlab[onnx]'``) is imported only 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -539,24 +540,9 @@ def _chain(op_type: str, b: Builder, layer: Layer, inputs: list[Tensor]) -> Tens
     return ts[0] if len(ts) == 1 else Tensor(out, shape, ts[0].layout, ts[0].perm)
 
 
-@converter(L.Add)
-def _add(b: Builder, layer: L.Add, inputs: list[Tensor]) -> Tensor:
-    return _chain("Add", b, layer, inputs)
-
-
-@converter(L.Subtract)
-def _subtract(b: Builder, layer: L.Subtract, inputs: list[Tensor]) -> Tensor:
-    return _chain("Sub", b, layer, inputs)
-
-
-@converter(L.Multiply)
-def _multiply(b: Builder, layer: L.Multiply, inputs: list[Tensor]) -> Tensor:
-    return _chain("Mul", b, layer, inputs)
-
-
-@converter(L.Maximum)
-def _maximum(b: Builder, layer: L.Maximum, inputs: list[Tensor]) -> Tensor:
-    return _chain("Max", b, layer, inputs)
+# the elementwise merges: one ONNX op applied pairwise, left to right, as Keras folds its inputs
+for _merge, _op in ((L.Add, "Add"), (L.Subtract, "Sub"), (L.Multiply, "Mul"), (L.Maximum, "Max")):
+    converter(_merge)(functools.partial(_chain, _op))
 
 
 @converter(L.Average)
