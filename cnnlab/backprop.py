@@ -44,6 +44,10 @@ class GradientTerms:
     inputs: np.ndarray
     #: where each input value came from (``x[n, r, c, ch]``, or ``"padding"``), for the text
     sources: list[str]
+    #: when each upstream value is itself a sum (a SeparableConv2D's depthwise kernel: over the
+    #: filters), its number of terms and the sum of their absolute values, for the rounding bound
+    upstream_terms: int = 1
+    upstream_magnitude: np.ndarray | None = None
 
     @property
     def products(self) -> np.ndarray:
@@ -278,10 +282,67 @@ def _terms(layer: Any, weight: str, at: tuple[int, ...], dz: np.ndarray, cache: 
             return GradientTerms(rows, upstream, np.ones_like(upstream), ["1 (bias)"] * len(upstream))
         i = at[0]
         return GradientTerms(rows, upstream, x2[:, i].copy(), [f"input[{r}, {i}]" for r in range(x2.shape[0])])
+    if kind in ("DepthwiseConv2D", "SeparableConv2D"):
+        return _depthwise_terms(layer, kind, weight, at, dz, cache)
+    if kind == "BatchNormalization":
+        x_hat = cache[0]  # (x - batch mean) / sqrt(batch variance + epsilon), as the step normalised
+        c = at[0]
+        axis = next(i for i in range(x_hat.ndim) if i not in cache[2])
+        grid = np.indices(tuple(n for i, n in enumerate(x_hat.shape) if i != axis)).reshape(x_hat.ndim - 1, -1).T
+        upstream = np.take(dz, c, axis=axis).reshape(-1)
+        if weight == "beta":
+            return GradientTerms(grid, upstream, np.ones_like(upstream), ["1 (beta)"] * len(upstream))
+        values = np.take(x_hat, c, axis=axis).reshape(-1)
+        where = ["x̂[" + ", ".join(map(str, (*pos[:axis], c, *pos[axis:]))) + "]" for pos in grid]
+        return GradientTerms(grid, upstream, values, where)
     raise InvalidArgumentError(
-        f'explain_gradient: layer "{layer.name}" is a {kind}; the per-position terms are written for Conv2D and '
-        "Dense weights (kernel and bias)."
+        f'explain_gradient: layer "{layer.name}" is a {kind}; the per-position terms are written for the weights '
+        "of Conv2D, Dense, DepthwiseConv2D, SeparableConv2D and BatchNormalization."
     )
+
+
+def _depthwise_terms(layer: Any, kind: str, weight: str, at: tuple[int, ...], dz: np.ndarray, cache: Any):
+    """Depthwise kernel ``[di, dj, c, m]``: the output channel ``k = c*dm + m`` it makes, times the
+    padded input of channel ``c`` under it; in a SeparableConv2D the upstream of a depthwise output
+    is ``sum_f dL/dz[..., f] * pointwise[k, f]``, and pointwise ``[0, 0, k, f]`` multiplies the
+    depthwise output ``k``."""
+    xp, x_shape = cache[0], cache[-1]
+    n, ho, wo = dz.shape[:3]
+    grid = np.indices((n, ho, wo)).reshape(3, -1).T
+    if weight == "bias":
+        upstream = dz[..., at[-1]].reshape(-1)
+        return GradientTerms(grid, upstream, np.ones_like(upstream), ["1 (bias)"] * len(upstream))
+    if weight == "pointwise_kernel":
+        k, f = at[2], at[3]
+        upstream = dz[..., f].reshape(-1)
+        mid = cache[1]
+        return GradientTerms(
+            grid, upstream, mid[..., k].reshape(-1).copy(), [f"d[{a}, {b}, {q}, {k}]" for a, b, q in grid]
+        )
+    di, dj, c, m = at
+    k = c * layer.depth_multiplier + m
+    inner, magnitude = 1, None
+    if kind == "SeparableConv2D":
+        pointwise = layer._weights["pointwise_kernel"][0, 0, k, :].astype(np.float64)
+        upstream = (dz.astype(np.float64) @ pointwise).reshape(-1)
+        inner, magnitude = len(pointwise), (np.abs(dz.astype(np.float64)) @ np.abs(pointwise)).reshape(-1)
+    else:
+        upstream = dz[..., k].reshape(-1)
+    sh, sw = layer.strides
+    dh, dw = layer.dilation_rate
+    from cnnlab.ops.shapes import padding_amounts
+
+    (top, _), (left, _) = padding_amounts(
+        (x_shape[1], x_shape[2]), layer.kernel_size, layer.strides, layer.padding, layer.dilation_rate
+    )
+    rows = grid[:, 1] * sh + di * dh
+    cols = grid[:, 2] * sw + dj * dw
+    inputs = xp[grid[:, 0], rows, cols, c]
+    sources = []
+    for (s_, _, _), r, q in zip(grid, rows - top, cols - left, strict=True):
+        inside = 0 <= r < x_shape[1] and 0 <= q < x_shape[2]
+        sources.append(f"x[{s_}, {r}, {q}, {c}]" if inside else "padding")
+    return GradientTerms(grid, upstream, inputs, sources, inner, magnitude)
 
 
 # ----------------------------------------------------------------------------- the update
@@ -416,10 +477,25 @@ def explain_gradient(
     total_grad = layer.grads[weight][at]
     gradient = float(backward_grad[at])
     terms = _terms(layer, weight, at, observer.dz, observer.cache)
+    kind = type(layer).__name__
+    if kind == "SeparableConv2D" and weight == "depthwise_kernel":
+        k = at[2] * layer.depth_multiplier + at[3]
+        notes.append(
+            f"dL/dz here is the gradient at depthwise output {k}: sum over the filters f of dL/dz[..., f] x "
+            f"pointwise_kernel[0, 0, {k}, f] (the pointwise convolution comes after it)."
+        )
+    elif kind == "SeparableConv2D" and weight == "pointwise_kernel":
+        notes.append(f"The input d[n, i, j, {at[2]}] is depthwise output {at[2]}, which the pointwise kernel sums.")
+    elif kind == "BatchNormalization" and weight == "gamma":
+        notes.append(
+            "x̂ = (x - batch mean) / sqrt(batch variance + epsilon): a training step normalises with the batch's own "
+            "statistics (predict uses the moving ones)."
+        )
     dtype = observer.dz.dtype
     u = float(np.finfo(dtype).eps) / 2
-    m = len(terms.upstream) + 2
-    magnitude = float(np.abs(terms.upstream.astype(np.float64) * terms.inputs.astype(np.float64)).sum())
+    m = len(terms.upstream) + terms.upstream_terms + 1
+    up = terms.upstream_magnitude if terms.upstream_magnitude is not None else np.abs(terms.upstream)
+    magnitude = float((up.astype(np.float64) * np.abs(terms.inputs.astype(np.float64))).sum())
     bound = 2 * (m * u / (1 - m * u)) * magnitude  # tests/numerics.py's sum_bound(c=2)
     loss_gradient = None
     if observer.logits is not None and getattr(layer, "activation", None) == "softmax":
