@@ -45,6 +45,32 @@ def _positive_float(text: str) -> float:
     return value
 
 
+SCALE_HELP = (
+    "multiply the 0..255 pixels by this before the model, e.g. 1/255 for a model trained on 0..1 inputs "
+    "(default: the model file's input_scale, else 1)"
+)
+
+
+def _scale(text: str) -> float:
+    """``--scale``: a positive number, also written as a fraction such as ``1/255``."""
+    top, _, bottom = text.partition("/")
+    try:
+        value = float(top) / (float(bottom) if bottom else 1.0)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number such as 1/255 or 0.5, received {text!r}"
+        ) from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number such as 1/255 or 0.5, received {text!r}")
+    return value
+
+
+def _input_scale(model: Any, args: argparse.Namespace) -> float:
+    """The factor for the pixels: ``--scale`` when given, else what the model file recorded."""
+    given = getattr(args, "scale", None)
+    return float(model.metadata.get("input_scale", 1.0)) if given is None else given
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -150,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("model", metavar="MODEL")
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPEG files or .npy arrays")
+    predict.add_argument("--scale", type=_scale, default=None, help=SCALE_HELP)
     predict.add_argument(
         "--invert",
         choices=("auto", "yes", "no"),
@@ -232,6 +259,7 @@ def _explain_parsers(sub: Any) -> None:
     model.add_argument(
         "--invert", choices=("auto", "yes", "no"), default="auto", help="for --image, as in cnnlab predict"
     )
+    model.add_argument("--scale", type=_scale, default=None, help=SCALE_HELP)
     model.add_argument("--data", default=None, help="folder with the Fashion-MNIST IDX files")
     model.add_argument("--png", default=None, help="feature maps and learned filters as a picture")
     model.add_argument("--html", default=None, help="an interactive page of every layer's feature maps")
@@ -456,7 +484,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     names, note = _class_names(model)
     if note:
         print(note)
-    scale = float(model.metadata.get("input_scale", 1.0))
+    scale = _input_scale(model, args)
     shape = _image_shape(model, args.model)
     images = np.stack([read_image(p, args.invert, shape) for p in args.images]) * scale
     probs = model.predict(images.reshape(-1, *model.input_shape[1:]))
@@ -579,7 +607,7 @@ def _explain_model(args: argparse.Namespace) -> None:
     from cnnlab.layers import Conv2D
 
     model = _load(args.model)
-    scale = float(model.metadata.get("input_scale", 1.0))
+    scale = _input_scale(model, args)
     if args.image is not None:  # the user's own image: any model, no data set, no label
         shape = _image_shape(model, args.model)
         image = read_image(args.image, args.invert, shape).reshape(model.input_shape[1:]) * scale
@@ -618,7 +646,7 @@ def _explain_model(args: argparse.Namespace) -> None:
             label,
             overlays=_attribution_overlays(model, image),
             # one training step needs labels: the test images have them, the user's own image not
-            weights=None if args.image is not None else _weight_panel(model, x_test, y_test, args.index),
+            weights=None if args.image is not None else _weight_panel(model, x_test, y_test, args.index, scale),
         )
         print(f"page written to {views.write_html(Path(args.html), page)}")
 
@@ -632,7 +660,9 @@ def weight_batch(n_images: int, index: int, size: int = WEIGHT_BATCH) -> list[in
     return [(index + k) % n_images for k in range(min(size, n_images))]
 
 
-def _weight_panel(model: Any, x_test: np.ndarray, y_test: np.ndarray, index: int) -> dict[str, Any] | None:
+def _weight_panel(
+    model: Any, x_test: np.ndarray, y_test: np.ndarray, index: int, scale: float
+) -> dict[str, Any] | None:
     """One training step on a small batch (the shown image and the next ones), explained for a
     few weights; the model's own optimizer and loss when the file has them, else Adam and
     categorical cross-entropy (as ``cnnlab train``). None when the model has no Conv2D/Dense."""
@@ -645,7 +675,7 @@ def _weight_panel(model: Any, x_test: np.ndarray, y_test: np.ndarray, index: int
     if not own:
         model.compile("adam", "categorical_crossentropy")
     batch = weight_batch(len(x_test), index)
-    x = x_test[batch].reshape(-1, 28, 28, 1).astype(np.float64) * float(model.metadata.get("input_scale", 1.0))
+    x = x_test[batch].reshape(-1, 28, 28, 1).astype(np.float64) * scale
     labels = np.asarray(y_test[batch], dtype=np.int64)
     y = labels if "sparse" in model.loss.name else to_categorical(labels, int(model.output_shape[-1]))
     opt = type(model.optimizer).__name__

@@ -66,6 +66,12 @@ def test_own_colour_model_is_predicted_and_explained_from_your_own_image(tmp_pat
     probs = model.predict(expected[None])[0]
     best = int(np.argmax(probs))
     assert f"{best} {probs[best]:.3f}" in capsys.readouterr().out  # no class names: output numbers
+    assert cli.main(["predict", str(path), str(png), "--scale", "1/255"]) == 0  # a model trained on 0..1
+    scaled = model.predict(expected[None] / 255)[0]
+    assert f"{int(np.argmax(scaled))} {scaled.max():.3f}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["predict", str(path), str(png), "--scale", "1/0"])
+    assert "expected a positive number such as 1/255" in capsys.readouterr().err
 
     page = tmp_path / "page.html"
     assert cli.main(["explain", "model", str(path), "--image", str(png), "--html", str(page)]) == 0
