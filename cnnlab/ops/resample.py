@@ -63,16 +63,24 @@ def fix_index(index: np.ndarray, size: int, fill_mode: str) -> tuple[np.ndarray,
     >>> fix_index(np.arange(-3, 7), 4, "wrap")[0]
     array([1, 2, 3, 0, 1, 2, 3, 0, 1, 2])
     """
-    inside = (index >= 0) & (index < size)
+    if fill_mode == "constant":
+        inside = (index >= 0) & (index < size)
+        return np.clip(index, 0, size - 1), inside
+    everywhere = np.ones(np.shape(index), bool)
+    if fill_mode == "nearest":
+        return np.clip(index, 0, size - 1), everywhere
+    # reflect / wrap: an integer modulo per index is slow (~1 ms per 10^5 int64 values); the
+    # indices span a short range, so work the answer out once per distinct value and look it up
+    low = int(index.min()) if index.size else 0
+    values = np.arange(low, (int(index.max()) if index.size else 0) + 1)
     if fill_mode == "reflect":
         # period 2*size; index i and -1-i read the same pixel
         period = 2 * size
-        m = np.mod(index, period)
-        return np.where(m < size, m, period - 1 - m), np.ones_like(inside)
-    if fill_mode == "wrap":
-        return np.mod(index, size), np.ones_like(inside)
-    clipped = np.clip(index, 0, size - 1)
-    return clipped, (inside if fill_mode == "constant" else np.ones_like(inside))
+        m = np.mod(values, period)
+        table = np.where(m < size, m, period - 1 - m)
+    else:
+        table = np.mod(values, size)
+    return table[index - low], everywhere
 
 
 def check_transforms(transforms: np.ndarray, n: int, owner: str = "affine_transform") -> np.ndarray:
@@ -127,10 +135,10 @@ def resample_plan(
         row_taps = [(r0, 1 - wr1), (r0 + 1, wr1)]
         col_taps = [(c0, 1 - wc1), (c0 + 1, wc1)]
     rows, cols, weights, valid = [], [], [], []
+    col_fixed = [fix_index(c, w, fill_mode) for c, _ in col_taps]
     for r, wr in row_taps:
         r_fixed, r_ok = fix_index(r, h, fill_mode)
-        for c, wc in col_taps:
-            c_fixed, c_ok = fix_index(c, w, fill_mode)
+        for (_, wc), (c_fixed, c_ok) in zip(col_taps, col_fixed, strict=True):
             rows.append(r_fixed)
             cols.append(c_fixed)
             weights.append(wr * wc)
