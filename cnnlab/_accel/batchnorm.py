@@ -5,7 +5,8 @@ over the activations per step: ``mean``, ``x**2`` and its mean, ``x - mean`` (tw
 and the cached ``x_hat``), the scaling, the shift; backward ``sum(dy)``, ``dy * x_hat`` and its
 sum, then five elementwise passes for ``dx``. Here, on ``(M, C)`` rows (``M = N*H*W``):
 
-* forward: one pass for the per-feature sums of ``x`` and ``x**2`` (float64 accumulators), Keras's ``variance = E[x^2] - E[x]^2`` from them in ``x``'s dtype, then one pass
+* forward: one pass for the per-feature sums of ``x`` and ``x**2`` (float64 accumulators),
+  Keras's ``variance = E[x^2] - E[x]^2`` from them in ``x``'s dtype, then one pass
   writing ``y = (x - mean) * (gamma * inv_std) + beta`` and ``x_hat = (x - mean) * inv_std``
   with the reference's operations in the reference's order (the same numbers for the same mean
   and variance);

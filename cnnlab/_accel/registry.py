@@ -16,8 +16,8 @@ import numpy as np
 from cnnlab._accel import dense, optim
 from cnnlab._accel.batchnorm import FastBatchNorm
 from cnnlab._accel.conv import FastConv
-from cnnlab._accel.depthwise import FastDepthwise
 from cnnlab._accel.conv_pool import ConvPool
+from cnnlab._accel.depthwise import FastDepthwise
 from cnnlab._accel.pool import FastMaxPool
 
 UNITS: list[Callable[..., Any]] = [
