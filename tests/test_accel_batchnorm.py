@@ -59,7 +59,7 @@ def test_moments_and_normalization_match_the_reference(shape, dtype, seed, offse
     y_ref, inv_std = batch_norm_forward(x, mean_ref, np.abs(var_ref), gamma, beta, 1e-3)
     inv_std = inv_std.reshape(-1)
     y, x_hat = np.empty_like(x2), np.empty_like(x2)
-    normalize(x2, mean_ref.reshape(-1), inv_std, inv_std * gamma, beta, True, y, x_hat)
+    normalize(x2, mean_ref.reshape(-1), inv_std, inv_std * gamma, beta, True, False, dtype(0), y, x_hat)
     np.testing.assert_array_equal(y.reshape(shape), y_ref)
     np.testing.assert_array_equal(x_hat, ((x - mean_ref) * inv_std).reshape(x2.shape))
 
@@ -134,3 +134,59 @@ def test_unit_updates_moving_statistics_and_gradients_like_the_layer():
     assert_within(g["beta"], g_ref["beta"], sum_bound(a64(dy).reshape(-1, 5).sum(0), x2.shape[0], np.float32), "dbeta")
     assert np.isfinite(dx).all() and dx.shape == dx_ref.shape
     np.testing.assert_array_equal(inf, unit.layer.forward(x, training=False))  # inference: the layer itself
+
+
+def test_fused_relu_is_numpys_relu_forward_and_backward():
+    from cnnlab._accel.batchnorm import normalize, relu_gradient
+    from cnnlab.ops.activations import relu_backward
+
+    x = np.array([[-2.0, -0.0, 0.0, 3.0, np.nan, -np.inf, np.inf, 1e-30]], np.float32)
+    zero, ones = np.float32(0), np.ones(x.shape[1], np.float32)
+    mean = np.zeros(x.shape[1], np.float32)
+    y, x_hat = np.empty_like(x), np.empty_like(x)
+    normalize(x, mean, ones, ones, mean, False, True, zero, y, x_hat)
+    expected = np.maximum(x, 0)
+    np.testing.assert_array_equal(y, expected)
+    assert np.array_equal(np.signbit(y), np.signbit(expected))
+    dy = np.array([[-1.0, 2.0, -np.inf, np.nan, -3.0, 4.0, -0.5, 5.0]], np.float32)
+    dz = np.empty_like(dy)
+    relu_gradient(dy, y, zero, dz)
+    with np.errstate(invalid="ignore"):  # inf * 0
+        ref = relu_backward(y, dy.copy())
+    np.testing.assert_array_equal(dz, ref)
+    assert np.array_equal(np.signbit(dz), np.signbit(ref))
+
+
+def test_batchnorm_relu_pair_is_one_unit_with_the_layers_numbers():
+    import cnnlab as cl
+    from cnnlab._accel.batchnorm import FastBatchNorm
+
+    layers = cl.layers
+    bn, relu = layers.BatchNormalization(), layers.Activation("relu")
+    chain = [layers.Conv2D(2, 1), bn, relu, layers.Flatten(), layers.Dense(2)]
+    unit, count = FastBatchNorm.match(chain, 1, np.dtype(np.float32), len(chain) - 1)
+    assert count == 2 and unit.layers == (bn, relu)
+    assert FastBatchNorm.match(chain[:3], 1, np.dtype(np.float32), 2)[1] == 1  # relu is the last layer
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 3, 3, 2)).astype(np.float32)
+    bn.build(x.shape)
+    dy = rng.normal(size=x.shape).astype(np.float32)
+    y = unit.forward(x, training=True)
+    dx = unit.backward(dy.copy())
+    grads = {k: v.copy() for k, v in bn.grads.items()}
+    unit.release()
+    bn.set_weights([np.ones(2), np.zeros(2), np.zeros(2), np.ones(2)])
+    bn.grads.clear()
+    y_ref = relu.forward(bn.forward(x, training=True), training=True)
+    dx_ref = bn.backward(relu.backward(dy.copy()))
+    # 36 values per feature: the statistics differ by a few ulps at most; compare with their bound
+    x2 = x.reshape(-1, 2)
+    bound_mean, bound_var = moment_bounds(x2, np.float32)
+    u = unit_roundoff(np.float32)
+    inv_std = 1 / np.sqrt(x2.astype(np.float64).var(0) - bound_var + 1e-3)
+    centered = a64(x2 - x2.astype(np.float64).mean(0)) + bound_mean
+    bound_y = 2 * (inv_std * bound_mean + centered * inv_std**3 / 2 * bound_var) + 8 * u * inv_std * centered
+    assert_within(y.reshape(x2.shape), y_ref.reshape(x2.shape), bound_y, "y")
+    assert np.array_equal(y > 0, y_ref > 0) or np.all(a64(y_ref)[(y > 0) != (y_ref > 0)] <= bound_y.max())
+    assert set(grads) == {"gamma", "beta"} and dx.shape == dx_ref.shape
+    assert_within(grads["beta"], bn.grads["beta"], sum_bound(a64(dy).reshape(-1, 2).sum(0), 36, np.float32), "dbeta")
