@@ -1,4 +1,4 @@
-"""CNN benchmark suite: training step and predict time of seven small networks, cnnlab beside PyTorch.
+"""CNN benchmark suite: training step and predict time of eight small networks, cnnlab beside PyTorch.
 
 Run from the repository root, with the OpenBLAS safety variables unset as on users' machines, in
 a virtualenv that has numpy, numba, threadpoolctl and torch (cnnlab from this checkout):
@@ -12,7 +12,18 @@ frameworks in one process compete for the cores), cnnlab and PyTorch alternating
 
 Protocol: float32; Adam (lr 1e-3, eps 1e-7); categorical cross-entropy on a softmax output in
 cnnlab, ``cross_entropy`` on logits in PyTorch (eager, 2 threads). 28x28x1 networks train on
-Fashion-MNIST (pixels / 255), 32x32x3 ones on seeded uniform [0, 1) images with random labels.
+Fashion-MNIST (pixels / 255, or raw 0..255 pixels for a network that rescales them itself),
+32x32x3 ones on seeded uniform [0, 1) images with random labels.
+
+The two course models of ``benchmarks/course_models.py`` are here: ``mnist_convnet`` is
+``simple`` (keras.io "Simple MNIST convnet") layer for layer, and ``scratch`` is the
+"Image classification from scratch" Sequential, augmentation included on BOTH sides (it is part
+of every training step of that model): RandomFlip("horizontal") as a per-image
+``torch.where(flip, x.flip(3), x)`` and RandomRotation(0.05) (Keras: bilinear, fill "reflect")
+as ``affine_grid`` + ``grid_sample(bilinear, reflection)``, both only in training mode;
+BatchNormalization as ``BatchNorm2d(momentum=0.01, eps=1e-3)`` (Keras's momentum 0.99 is
+PyTorch's 0.01); SeparableConv2D as a ``groups=C`` 3x3 convolution without bias followed by a
+1x1 convolution with bias.
 Each run trains ``warmup + repeats`` epochs of ``steps`` batches, drawn from the first
 ``steps * batch`` samples, reshuffled every epoch (default: about 2,048 samples, at least 10
 steps). cnnlab: one ``fit`` call, epochs timed by a callback; PyTorch: zero_grad / forward /
@@ -55,13 +66,20 @@ from importlib import metadata
 import numpy as np
 
 # ------------------------------------------------------------------ the networks
-# A layer is a tuple: ("conv", filters, kernel, strides, padding, activation), ("maxpool", size),
-# ("avgpool", size), ("flatten",), ("dropout", rate), ("dense", units, activation).
+# A layer is a tuple: ("conv", filters, kernel, strides, padding, activation), ("maxpool", size[,
+# strides, padding]), ("avgpool", size), ("flatten",), ("dropout", rate), ("dense", units, activation),
+# ("sepconv", filters, kernel, padding) (depth multiplier 1, no activation), ("bn",) (BatchNormalization
+# on the channels), ("relu",), ("gap",) (GlobalAveragePooling2D), ("flip",) (RandomFlip("horizontal")),
+# ("rotate", factor) (RandomRotation), ("rescale", scale) (Rescaling). Weighted kinds: WEIGHTED.
 # The last layer is Dense(10, "softmax"): cnnlab keeps the softmax, PyTorch outputs the logits.
 
 
-def conv(filters: int, kernel: int, strides: int = 1, padding: str = "valid", activation: str = "relu") -> tuple:
+def conv(filters: int, kernel: int, strides: int = 1, padding: str = "valid", activation: str | None = "relu") -> tuple:
     return ("conv", filters, kernel, strides, padding, activation)
+
+
+def sepconv(filters: int, kernel: int, padding: str = "valid") -> tuple:
+    return ("sepconv", filters, kernel, padding)
 
 
 def dense(units: int, activation: str | None = None) -> tuple:
@@ -69,7 +87,9 @@ def dense(units: int, activation: str | None = None) -> tuple:
 
 
 MAXPOOL, AVGPOOL, FLATTEN = ("maxpool", 2), ("avgpool", 2), ("flatten",)
+BN, RELU, GAP = ("bn",), ("relu",), ("gap",)
 OUTPUT = dense(10, "softmax")
+WEIGHTED = ("conv", "sepconv", "bn", "dense")  # kinds with weights, in the order cnnlab lists them
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,7 @@ class Spec:
     batch: int
     layers: tuple[tuple, ...]
     about: str
+    raw_pixels: bool = False  # 28x28x1: feed 0..255 pixels (the network rescales them itself)
 
 
 SPECS = {
@@ -103,7 +124,7 @@ SPECS = {
             (28, 28, 1),
             128,
             (conv(32, 3), MAXPOOL, conv(64, 3), MAXPOOL, FLATTEN, ("dropout", 0.5), OUTPUT),
-            'keras.io "Simple MNIST convnet"',
+            'keras.io "Simple MNIST convnet" (course model `simple`)',
         ),
         Spec(
             "vgg_28",
@@ -165,6 +186,32 @@ SPECS = {
             ),
             "LeNet-5: 5x5 kernels, tanh, average pooling",
         ),
+        Spec(
+            "scratch",
+            (28, 28, 1),
+            128,
+            (
+                ("flip",),
+                ("rotate", 0.05),
+                ("rescale", 1 / 255),
+                conv(32, 3, 2, "same", None),
+                BN,
+                RELU,
+                sepconv(64, 3, "same"),
+                BN,
+                RELU,
+                ("maxpool", 3, 2, "same"),
+                sepconv(128, 3, "same"),
+                BN,
+                RELU,
+                GAP,
+                ("dropout", 0.25),
+                OUTPUT,
+            ),
+            'course model `scratch` (keras.io "Image classification from scratch" style: augmentation, '
+            "BatchNormalization, SeparableConv2D, global pooling)",
+            raw_pixels=True,
+        ),
     )
 }
 
@@ -198,6 +245,9 @@ class Walked:
         if kind == "conv":
             ho, wo, filters = self.out_shape
             return ho * wo * filters * self.layer[2] ** 2 * self.in_shape[2]
+        if kind == "sepconv":  # depthwise k*k per channel, then the 1x1 pointwise C -> F
+            ho, wo, filters = self.out_shape
+            return ho * wo * self.in_shape[2] * (self.layer[2] ** 2 + filters)
         if kind == "dense":
             return self.in_shape[0] * self.out_shape[0]
         return 0
@@ -207,6 +257,11 @@ class Walked:
         kind = self.layer[0]
         if kind == "conv":
             return (self.layer[2] ** 2 * self.in_shape[2] + 1) * self.layer[1]
+        if kind == "sepconv":
+            c = self.in_shape[2]
+            return self.layer[2] ** 2 * c + (c + 1) * self.layer[1]
+        if kind == "bn":  # gamma, beta, moving mean and variance
+            return 4 * self.in_shape[-1]
         if kind == "dense":
             return (self.in_shape[0] + 1) * self.out_shape[0]
         return 0
@@ -220,8 +275,14 @@ def walk(spec: Spec) -> list[Walked]:
     for layer in spec.layers:
         kind = layer[0]
         pads = (0, 0)
-        if kind == "conv":
-            _, filters, k, s, padding, _ = layer
+        if kind in ("conv", "sepconv", "maxpool"):
+            if kind == "conv":
+                _, filters, k, s, padding, _ = layer
+            elif kind == "sepconv":
+                (_, filters, k, padding), s = layer, 1
+            else:  # ("maxpool", size[, strides, padding])
+                k, s, padding = layer[1], *(layer[2:] or (layer[1], "valid"))
+                filters = shape[2]
             h, w, _ = shape
             assert h == w, "square inputs only"
             if padding == "same":
@@ -230,13 +291,15 @@ def walk(spec: Spec) -> list[Walked]:
             else:
                 size = (h - k) // s + 1
             new: tuple[int, ...] = (size, size, filters)
-        elif kind in ("maxpool", "avgpool"):
+        elif kind == "avgpool":
             p = layer[1]
             new = (shape[0] // p, shape[1] // p, shape[2])
         elif kind == "flatten":
             flat_from = shape
             new = (math.prod(shape),)
-        elif kind == "dropout":
+        elif kind == "gap":
+            new = (shape[2],)
+        elif kind in ("dropout", "bn", "relu", "flip", "rotate", "rescale"):
             new = shape
         elif kind == "dense":
             new = (layer[1],)
@@ -254,7 +317,7 @@ def flops_per_sample(spec: Spec) -> tuple[int, int]:
     """(training, forward) floating-point operations per sample: 2 x multiply-adds. Training
     counts forward, input gradient and weight gradient of every weighted layer, except the
     input gradient of the first one (neither framework computes it)."""
-    macs = [item.macs for item in walk(spec) if item.macs]
+    macs = [item.macs for item in walk(spec) if item.macs]  # BatchNormalization is not counted
     return 2 * (3 * sum(macs) - macs[0]), 2 * sum(macs)
 
 
@@ -275,6 +338,23 @@ def build_cnnlab(spec: Spec):
         if kind == "conv":
             _, filters, k, s, padding, activation = layer
             layers.append(L.Conv2D(filters, k, strides=s, padding=padding, activation=activation))
+        elif kind == "sepconv":
+            _, filters, k, padding = layer
+            layers.append(L.SeparableConv2D(filters, k, padding=padding))
+        elif kind == "bn":
+            layers.append(L.BatchNormalization())
+        elif kind == "relu":
+            layers.append(L.Activation("relu"))
+        elif kind == "gap":
+            layers.append(L.GlobalAveragePooling2D())
+        elif kind == "flip":
+            layers.append(L.RandomFlip("horizontal"))
+        elif kind == "rotate":
+            layers.append(L.RandomRotation(layer[1]))
+        elif kind == "rescale":
+            layers.append(L.Rescaling(layer[1]))
+        elif kind == "maxpool" and len(layer) > 2:
+            layers.append(L.MaxPooling2D(layer[1], strides=layer[2], padding=layer[3]))
         elif kind == "maxpool":
             layers.append(L.MaxPool2D(layer[1]))
         elif kind == "avgpool":
@@ -288,24 +368,92 @@ def build_cnnlab(spec: Spec):
     return cl.Sequential(layers, name=spec.name)
 
 
+def torch_augmentation(kind: str, value: float = 0.0):
+    """RandomFlip("horizontal") or RandomRotation(value) as a PyTorch module, active in training
+    mode only (as Keras's): one flip decision or one angle per image. The rotation resamples like
+    Keras (bilinear, reflecting at the edges) through ``affine_grid`` + ``grid_sample``."""
+    import torch
+    from torch import nn
+    from torch.nn import functional
+
+    class Augment(nn.Module):
+        def forward(self, x):
+            if not self.training:
+                return x
+            n = x.shape[0]
+            if kind == "flip":
+                flip = (torch.rand(n) <= 0.5).view(n, 1, 1, 1)
+                return torch.where(flip, x.flip(3), x)
+            angle = (torch.rand(n) * 2 - 1) * (value * 2 * math.pi)
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            zero = torch.zeros(n)
+            theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+            grid = functional.affine_grid(theta, list(x.shape), align_corners=True)
+            return functional.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+
+    return Augment()
+
+
+def Rescale(scale: float):  # noqa: N802 - stands for a class
+    """Rescaling(scale) as a PyTorch module."""
+    from torch import nn
+
+    class Rescaling(nn.Module):
+        def forward(self, x):
+            return x * scale
+
+    return Rescaling()
+
+
 def build_torch(spec: Spec):
-    """The same network in PyTorch (NCHW); returns it and its Conv2d/Linear modules in order."""
+    """The same network in PyTorch (NCHW); returns it and its weighted modules in order (for
+    SeparableConv2D the pair (depthwise, pointwise))."""
     from torch import nn
 
     acts = {"relu": nn.ReLU, "tanh": nn.Tanh}
     mods: list = []
     weighted: list = []
     walked = walk(spec)
+
+    def pad_explicitly(item: Walked, value: float = 0.0) -> int:
+        """TensorFlow's asymmetric 'same' (the odd cell after): pad explicitly; the layer's own padding."""
+        before, after = item.pads
+        if before == after:
+            return before
+        mods.append(nn.ConstantPad2d((before, after, before, after), value))
+        return 0
+
     for index, item in enumerate(walked):
         kind = item.layer[0]
+        c_in = item.in_shape[-1]
         if kind == "conv":
             _, filters, k, s, _, activation = item.layer
-            before, after = item.pads
-            if before != after:  # TensorFlow's asymmetric 'same' (stride 2): pad explicitly
-                mods.append(nn.ZeroPad2d((before, after, before, after)))
-                before = 0
-            weighted.append(nn.Conv2d(item.in_shape[2], filters, k, stride=s, padding=before))
-            mods += [weighted[-1], acts[activation]()]
+            pad = pad_explicitly(item)
+            weighted.append(nn.Conv2d(c_in, filters, k, stride=s, padding=pad))
+            mods.append(weighted[-1])
+            if activation:
+                mods.append(acts[activation]())
+        elif kind == "sepconv":
+            _, filters, k, _ = item.layer
+            pad = pad_explicitly(item)
+            depthwise = nn.Conv2d(c_in, c_in, k, padding=pad, groups=c_in, bias=False)
+            pointwise = nn.Conv2d(c_in, filters, 1)
+            weighted.append((depthwise, pointwise))
+            mods += [depthwise, pointwise]
+        elif kind == "bn":
+            weighted.append(nn.BatchNorm2d(c_in, eps=1e-3, momentum=0.01))  # Keras momentum 0.99
+            mods.append(weighted[-1])
+        elif kind == "relu":
+            mods.append(nn.ReLU())
+        elif kind == "gap":
+            mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        elif kind in ("flip", "rotate"):
+            mods.append(torch_augmentation(kind, item.layer[1] if kind == "rotate" else 0.0))
+        elif kind == "rescale":
+            mods.append(Rescale(item.layer[1]))
+        elif kind == "maxpool" and len(item.layer) > 2:
+            pad = pad_explicitly(item, float("-inf"))
+            mods.append(nn.MaxPool2d(item.layer[1], stride=item.layer[2], padding=pad))
         elif kind == "maxpool":
             mods.append(nn.MaxPool2d(item.layer[1]))
         elif kind == "avgpool":
@@ -328,37 +476,59 @@ def build_torch(spec: Spec):
 def copy_weights_to_torch(spec: Spec, model, weighted) -> None:
     """cnnlab's weights into the PyTorch modules: Conv2D (kh, kw, in, out) -> (out, in, kh, kw),
     Dense (in, out) -> (out, in); the first Dense after a Flatten has its inputs reordered from
-    cnnlab's (H, W, C) flattening to PyTorch's (C, H, W)."""
+    cnnlab's (H, W, C) flattening to PyTorch's (C, H, W). SeparableConv2D: depthwise (kh, kw, C, 1)
+    -> (C, 1, kh, kw), pointwise (1, 1, C, F) -> (F, C, 1, 1); BatchNormalization: gamma, beta,
+    moving mean and variance -> weight, bias, running_mean, running_var."""
     import torch
 
+    def put(param, value: np.ndarray) -> None:
+        param.copy_(torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)))
+
     layers = [layer for layer in model.layers if layer.weights]
-    items = [item for item in walk(spec) if item.macs]
+    items = [item for item in walk(spec) if item.layer[0] in WEIGHTED]
     for layer, item, module in zip(layers, items, weighted, strict=True):
-        kernel, bias = layer.get_weights()
-        if item.layer[0] == "conv":
-            weight = kernel.transpose(3, 2, 0, 1)
-        elif item.flat_from is not None:
-            h, w, c = item.flat_from
-            weight = kernel.reshape(h, w, c, -1).transpose(3, 2, 0, 1).reshape(kernel.shape[1], -1)
-        else:
-            weight = kernel.T
+        kind = item.layer[0]
         with torch.no_grad():
-            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight)))
-            module.bias.copy_(torch.from_numpy(bias))
+            if kind == "sepconv":
+                depthwise, pointwise, bias = layer.get_weights()
+                put(module[0].weight, depthwise.transpose(2, 3, 0, 1))
+                put(module[1].weight, pointwise.transpose(3, 2, 0, 1))
+                put(module[1].bias, bias)
+                continue
+            if kind == "bn":
+                gamma, beta, mean, variance = layer.get_weights()
+                for param, value in zip(
+                    (module.weight, module.bias, module.running_mean, module.running_var),
+                    (gamma, beta, mean, variance),
+                    strict=True,
+                ):
+                    put(param, value)
+                continue
+            kernel, bias = layer.get_weights()
+            if kind == "conv":
+                weight = kernel.transpose(3, 2, 0, 1)
+            elif item.flat_from is not None:
+                h, w, c = item.flat_from
+                weight = kernel.reshape(h, w, c, -1).transpose(3, 2, 0, 1).reshape(kernel.shape[1], -1)
+            else:
+                weight = kernel.T
+            put(module.weight, weight)
+            put(module.bias, bias)
 
 
 # ------------------------------------------------------------------ data
 
 
 def load_data(spec: Spec, n_train: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train[:n_train], integer labels, 10,000 images to predict), float32 NHWC in [0, 1)."""
+    """(x_train[:n_train], integer labels, 10,000 images to predict), float32 NHWC in [0, 1)
+    (0..255 for a network with ``raw_pixels``)."""
     if spec.input_shape == (28, 28, 1):
         import cnnlab as cl
 
         (x, y), (xt, _) = cl.datasets.fashion_mnist.load_data()
         if n_train > len(x):
             raise SystemExit(f"{spec.name}: {n_train} training images asked, Fashion-MNIST has {len(x)}")
-        scale = np.float32(1 / 255)
+        scale = np.float32(1 if spec.raw_pixels else 1 / 255)
         x = x[:n_train].reshape(-1, 28, 28, 1).astype(np.float32) * scale
         xt = xt[:PREDICT_IMAGES].reshape(-1, 28, 28, 1).astype(np.float32) * scale
         return x, y[:n_train].astype(np.int64), xt

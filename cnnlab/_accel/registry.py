@@ -14,11 +14,19 @@ from typing import Any
 import numpy as np
 
 from cnnlab._accel import dense, optim
+from cnnlab._accel.batchnorm import FastBatchNorm
 from cnnlab._accel.conv import FastConv
 from cnnlab._accel.conv_pool import ConvPool
+from cnnlab._accel.depthwise import FastDepthwise
 from cnnlab._accel.pool import FastMaxPool
 
-UNITS: list[Callable[..., Any]] = [ConvPool.match, FastConv.match, FastMaxPool.match]
+UNITS: list[Callable[..., Any]] = [
+    ConvPool.match,
+    FastConv.match,
+    FastMaxPool.match,
+    FastDepthwise.match,
+    FastBatchNorm.match,
+]
 
 
 def whole_step(leaves: list, dtype: np.dtype, optimizer: Any, store: Any) -> Any:

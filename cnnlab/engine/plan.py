@@ -4,7 +4,8 @@
 A unit is either a layer itself (its ``forward``/``backward`` are the reference arithmetic of
 ``cnnlab.ops``) or an accelerated group of consecutive layers from the private ``_accel``
 package, chosen by that group's own predicate from one registry (``_accel.registry``): a
-convolution with its activation (and the max pooling after it), a pooling layer, and for the
+convolution with its activation (and the max pooling after it), a pooling layer, a depthwise or
+separable convolution, a training-mode BatchNormalization (with the ReLU after it), and for the
 whole step of some models a compiled training step; the optimizer's update is chosen the same
 way. ``cl.config.set_kernels("reference")`` gives a plan of plain layers, which is what a
 reader follows and what the tests compare the accelerated units with.

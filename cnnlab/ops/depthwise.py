@@ -42,10 +42,11 @@ def depthwise_conv2d_forward_padded(
     out_hw = window_output_hw(hw, (kh, kw), strides, padding, dilation, "DepthwiseConv2D")
     xp = pad_hw(x, padding_amounts(hw, (kh, kw), strides, padding, dilation))
     y = np.zeros((x.shape[0], *out_hw, c_in, dm), dtype=x.dtype)
+    term = np.empty_like(y)  # one buffer for every offset's products (no allocation per offset)
     for di in range(kh):
         for dj in range(kw):
             # (N, Ho, Wo, C, 1) * (C, dm): each channel times its own dm kernel values
-            y += xp[window_slice(di, dj, out_hw, strides, dilation)][..., None] * w[di, dj]
+            y += np.multiply(xp[window_slice(di, dj, out_hw, strides, dilation)][..., None], w[di, dj], out=term)
     y = y.reshape(x.shape[0], *out_hw, c_in * dm)
     if b is not None:
         y += b

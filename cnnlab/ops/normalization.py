@@ -78,11 +78,17 @@ def batch_norm_backward(
     ``dbeta = sum(dy)`` (reduced to the parameter shape).
     """
     dbeta = dy.sum(axis=axes, keepdims=True)
-    dgamma = (dy * x_hat).sum(axis=axes, keepdims=True)
+    product = dy * x_hat
+    dgamma = product.sum(axis=axes, keepdims=True)
     scale = inv_std if gamma is None else inv_std * gamma
     if batch_statistics:
         m = dy.size // dbeta.size
-        dx = (scale / m) * (m * dy - dbeta - x_hat * dgamma)
+        # (scale / m) * (m * dy - dbeta - x_hat * dgamma), evaluated in that order in two buffers
+        # (the temporaries of the one-line expression cost a fresh allocation each)
+        dx = np.multiply(dy, m, dtype=dy.dtype)
+        dx -= dbeta
+        dx -= np.multiply(x_hat, dgamma, out=product)
+        dx *= scale / m
     else:
         dx = dy * scale
     return dx, dgamma.reshape(-1), dbeta.reshape(-1)

@@ -63,16 +63,24 @@ def fix_index(index: np.ndarray, size: int, fill_mode: str) -> tuple[np.ndarray,
     >>> fix_index(np.arange(-3, 7), 4, "wrap")[0]
     array([1, 2, 3, 0, 1, 2, 3, 0, 1, 2])
     """
-    inside = (index >= 0) & (index < size)
+    if fill_mode == "constant":
+        inside = (index >= 0) & (index < size)
+        return np.clip(index, 0, size - 1), inside
+    everywhere = np.ones(np.shape(index), bool)
+    if fill_mode == "nearest":
+        return np.clip(index, 0, size - 1), everywhere
+    # reflect / wrap: an integer modulo per index is slow (~1 ms per 10^5 int64 values); the
+    # indices span a short range, so work the answer out once per distinct value and look it up
+    low = int(index.min()) if index.size else 0
+    values = np.arange(low, (int(index.max()) if index.size else 0) + 1)
     if fill_mode == "reflect":
         # period 2*size; index i and -1-i read the same pixel
         period = 2 * size
-        m = np.mod(index, period)
-        return np.where(m < size, m, period - 1 - m), np.ones_like(inside)
-    if fill_mode == "wrap":
-        return np.mod(index, size), np.ones_like(inside)
-    clipped = np.clip(index, 0, size - 1)
-    return clipped, (inside if fill_mode == "constant" else np.ones_like(inside))
+        m = np.mod(values, period)
+        table = np.where(m < size, m, period - 1 - m)
+    else:
+        table = np.mod(values, size)
+    return table[index - low], everywhere
 
 
 def check_transforms(transforms: np.ndarray, n: int, owner: str = "affine_transform") -> np.ndarray:
@@ -94,13 +102,16 @@ def check_transforms(transforms: np.ndarray, n: int, owner: str = "affine_transf
 
 @dataclass
 class Resampling:
-    """Where each output pixel reads: ``K`` taps (4 bilinear, 1 nearest), arrays ``(K, N, H, W)``."""
+    """Where each output pixel reads: ``K`` taps (4 bilinear, 1 nearest), each a tuple of ``K``
+    arrays ``(N, H, W)`` (kept apart: stacking them cost a copy per step), and ``flat``, the read
+    pixel as one index into ``x.reshape(N*H*W, C)`` per tap (one gather instead of three index arrays)."""
 
-    rows: np.ndarray
-    cols: np.ndarray
-    weights: np.ndarray
-    valid: np.ndarray
+    rows: tuple[np.ndarray, ...]
+    cols: tuple[np.ndarray, ...]
+    weights: tuple[np.ndarray, ...]
+    valid: tuple[np.ndarray, ...]
     input_shape: tuple[int, int, int, int]
+    flat: tuple[np.ndarray, ...] = ()
 
 
 def resample_plan(
@@ -126,37 +137,39 @@ def resample_plan(
         r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
         row_taps = [(r0, 1 - wr1), (r0 + 1, wr1)]
         col_taps = [(c0, 1 - wc1), (c0 + 1, wc1)]
-    rows, cols, weights, valid = [], [], [], []
+    rows, cols, weights, valid, flat = [], [], [], [], []
+    batch_rows = np.arange(n)[:, None, None] * h
+    col_fixed = [fix_index(c, w, fill_mode) for c, _ in col_taps]
     for r, wr in row_taps:
         r_fixed, r_ok = fix_index(r, h, fill_mode)
-        for c, wc in col_taps:
-            c_fixed, c_ok = fix_index(c, w, fill_mode)
+        first_row = (batch_rows + r_fixed) * w  # flat index of column 0 of the row read
+        for (_, wc), (c_fixed, c_ok) in zip(col_taps, col_fixed, strict=True):
             rows.append(r_fixed)
             cols.append(c_fixed)
             weights.append(wr * wc)
             valid.append(r_ok & c_ok)
-    return Resampling(np.stack(rows), np.stack(cols), np.stack(weights), np.stack(valid), tuple(shape))
+            flat.append((first_row + c_fixed).ravel())
+    return Resampling(tuple(rows), tuple(cols), tuple(weights), tuple(valid), tuple(shape), tuple(flat))
 
 
 def resample_forward(x: np.ndarray, plan: Resampling, fill_value: float = 0.0) -> np.ndarray:
     """``x: (N, H, W, C) -> (N, H, W, C)``: the weighted sum of the taps, in ``x.dtype``."""
-    n = np.arange(x.shape[0])[:, None, None]
-    out = np.zeros(x.shape, np.float64)
-    for k in range(plan.rows.shape[0]):
-        values = x[n, plan.rows[k], plan.cols[k]].astype(np.float64)  # (N, H, W, C)
+    pixels = x.reshape(-1, x.shape[3])  # (N*H*W, C)
+    out = np.zeros(pixels.shape, np.float64)
+    for k in range(len(plan.flat)):
+        values = pixels[plan.flat[k]].astype(np.float64)  # (N*H*W, C)
         if not plan.valid[k].all():
-            values = np.where(plan.valid[k][..., None], values, fill_value)
-        out += plan.weights[k][..., None] * values
-    return out.astype(x.dtype)
+            values = np.where(plan.valid[k].reshape(-1, 1), values, fill_value)
+        out += plan.weights[k].reshape(-1, 1) * values
+    return out.reshape(x.shape).astype(x.dtype)
 
 
 def resample_backward(dy: np.ndarray, plan: Resampling) -> np.ndarray:
     """``dy: (N, H, W, C) -> dx: (N, H, W, C)``: the transpose of :func:`resample_forward`
     (``fill_value`` is a constant: no gradient flows to it)."""
     n, h, w, c = plan.input_shape
-    batch = np.arange(n)[None, :, None, None]
-    flat = ((batch * h + plan.rows) * w + plan.cols).ravel()  # (K*N*H*W,)
-    weights = np.where(plan.valid, plan.weights, 0.0)  # (K, N, H, W)
+    flat = np.concatenate(plan.flat)  # (K*N*H*W,)
+    weights = np.where(np.stack(plan.valid), np.stack(plan.weights), 0.0)  # (K, N, H, W)
     dx = np.empty((n * h * w, c), np.float64)
     for ch in range(c):
         contrib = (weights * dy[None, ..., ch]).ravel()
