@@ -108,9 +108,21 @@ class GradientPass:
         last = self.nodes[self._last].layer
         if self._kept[self._last] is not None:
             restore_call_state(last, self._kept[self._last])
-        self.from_logits = getattr(last, "activation", None) in LOGIT_ACTIVATIONS and last.last_logits is not None
+        # a separate Softmax layer over the last axis at the end: its input is the logits, and the
+        # gradient starts there (its backward is skipped, as a fused softmax's is)
+        self._softmax_layer = (
+            type(last).__name__ == "Softmax"
+            and getattr(last, "axis", -1) in (-1, self._slots[self._out_slot].ndim - 1)
+            and len(self.nodes[self._last].inputs) == 1
+        )
+        self.from_logits = self._softmax_layer or (
+            getattr(last, "activation", None) in LOGIT_ACTIVATIONS and last.last_logits is not None
+        )
         out = self._slots[self._out_slot]
-        z = last.last_logits if self.from_logits else out
+        if self._softmax_layer:
+            z = self._slots[self.nodes[self._last].inputs[0]]
+        else:
+            z = last.last_logits if self.from_logits else out
         self.logits = np.asarray(z).reshape(len(x), -1)
 
     def index(self, name: str) -> int:
@@ -141,11 +153,16 @@ class GradientPass:
         stop = -1 if to is None else self.index(to)
         target = self._input_slot if to is None else self.nodes[stop].output
         g: list[Any] = [None] * len(self._slots)
-        g[self._out_slot] = seed.reshape(out.shape).astype(out.dtype)
+        if self._softmax_layer:  # the seed goes to the Softmax layer's input, the logits
+            g[self.nodes[self._last].inputs[0]] = seed.reshape(out.shape).astype(out.dtype)
+        else:
+            g[self._out_slot] = seed.reshape(out.shape).astype(out.dtype)
         saved = [layer.grads for layer in self.layers]
         try:
             # every call after ``stop`` in topological order: then the target's gradient is complete
             for k in range(len(self.nodes) - 1, stop, -1):
+                if k == self._last and self._softmax_layer:
+                    continue
                 node = self.nodes[k]
                 dy = g[node.output]
                 if dy is None:  # this call does not reach the score
@@ -335,7 +352,9 @@ def _plain(value: Any) -> Any:
 
 # ----------------------------------------------------------------------------- choices
 def default_cam_layer(model: Any, input_shape: tuple[int, ...], run: GradientPass | None = None) -> tuple[str, str]:
-    """The last layer (in the order the model runs them) with a 4-d (spatial) output; its name and why.
+    """The last layer (in the order the model runs them) with a 4-d (spatial) output of more than one
+    position (a 1x1 map, say after global pooling with ``keepdims``, has nothing to localise); its
+    name and why.
 
     In a Sequential model that is the layer before the first one that removes the spatial axes
     (Flatten, global pooling); in a graph model (residual blocks, squeeze-and-excitation branches
@@ -346,6 +365,8 @@ def default_cam_layer(model: Any, input_shape: tuple[int, ...], run: GradientPas
         run = run_pass(model, np.zeros((1, *input_shape), dtype=config.floatx()))
     try:
         spatial = [k for k, out in enumerate(run.outputs) if np.ndim(out) == 4 and run._calls[k] == 1]
+        # a 1x1 map (a fully convolutional head after global pooling with keepdims) has no positions
+        spatial = [k for k in spatial if run.outputs[k].shape[1] * run.outputs[k].shape[2] > 1]
         if not spatial:
             raise InvalidArgumentError(
                 "explain_prediction: Grad-CAM needs a layer with spatial output (N, H, W, C); this model has none. "
@@ -608,8 +629,17 @@ def explain_prediction(
         if from_logits
         else f"Score: output {class_index} of the last layer ({which}; it has no softmax/sigmoid)."
     )
+    loss = getattr(model, "loss", None)
+    outputs_are_logits = not from_logits and getattr(loss, "from_logits", False)
+    if outputs_are_logits:  # compiled with from_logits=True: the outputs are logits, as the loss reads them
+        score_kind = "logit"
+        sigmoid = "binary" in type(loss).__name__.lower()
+        score_note = (
+            f"Score: output {class_index} of the last layer ({which}), a logit: the model's loss takes its outputs "
+            "as logits (from_logits=True)."
+        )
     names = list(class_names) if class_names is not None else fashion_names(model, n_classes)
-    probabilities = out if not from_logits else _probabilities(logits, sigmoid)
+    probabilities = _probabilities(logits, sigmoid) if from_logits or outputs_are_logits else out
     size = x.shape[1:3]
     details: dict[str, Any] = {}
     if method in ("grad_cam", "grad_cam++"):

@@ -221,7 +221,8 @@ def receptive_fields(model: Any) -> dict[str, tuple[tuple[int, int, int], tuple[
     image are padding). Composed layer by layer: a window op of size ``k``, stride ``s``,
     dilation ``d`` and top padding ``p`` maps ``(a, b, e)`` to ``(a·s, b - a·p, e + a·(k-1)·d)``;
     zero padding and cropping shift ``b``; layers that keep the shape (activations, batch
-    normalization, dropout) change nothing. A merge of several tensors (``Add``, ``Concatenate``
+    normalization, dropout) change nothing; depthwise and separable convolutions are windows like
+    Conv2D (the 1x1 pointwise step adds nothing). A merge of several tensors (``Add``, ``Concatenate``
     ... in a graph model) reads the union of their fields: the smallest box holding all of them,
     when they step alike (same ``a``). After any other layer (upsampling, reshape, global
     pooling ...) the field is ``None``. A cell that is all padding (the border of
@@ -236,7 +237,7 @@ def receptive_fields(model: Any) -> dict[str, tuple[tuple[int, int, int], tuple[
     [(1, 0, 2), (2, 0, 3), (2, 0, 5), (4, 0, 7)]
     """
     from cnnlab.engine.graph import expand
-    from cnnlab.layers import Cropping2D, Permute, Reshape, ZeroPadding2D
+    from cnnlab.layers import Cropping2D, Permute, Reshape, SeparableConv2D, ZeroPadding2D
     from cnnlab.ops.shapes import padding_amounts
 
     graph = expand(model)
@@ -264,9 +265,10 @@ def receptive_fields(model: Any) -> dict[str, tuple[tuple[int, int, int], tuple[
             shape = shapes[0]
             if rows is None:
                 field = None
-            elif isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D)):
-                size = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
-                dilation = layer.dilation_rate if isinstance(layer, Conv2D) else (1, 1)
+            elif isinstance(layer, (Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling2D, AveragePooling2D)):
+                convolution = not isinstance(layer, (MaxPooling2D, AveragePooling2D))
+                size = layer.kernel_size if convolution else layer.pool_size
+                dilation = layer.dilation_rate if convolution else (1, 1)
                 (top, _), (left, _) = padding_amounts(shape[1:3], size, layer.strides, layer.padding, dilation)
                 field = (
                     _window_field(rows, size[0], layer.strides[0], dilation[0], top),
@@ -390,8 +392,19 @@ def explain(layer: Any, x: Any, at: Sequence[int], *, layer_name: str | int | No
     >>> _ = conv(x); conv.set_weights([np.array([[1, 2], [3, 4]]).reshape(2, 2, 1, 1), np.array([1.0])])
     >>> print(explain(conv, x, at=(0, 0, 0, 0)).arithmetic())
     0×1 + 1×2 + 4×3 + 5×4 + 1 = 35
+
+    In a graph model a layer called more than once (shared between branches) is explained at its
+    first call; the explanation's ``layer`` says so.
     """
     target, data = _resolve(layer, x, layer_name)
+    expl = _explain_layer(target, data, at)
+    calls = sum(node.layer is target for node in getattr(layer, "_nodes", ()))
+    if calls > 1:
+        expl.layer = f"{expl.layer} (its first of {calls} calls in the model)"
+    return expl
+
+
+def _explain_layer(target: Layer, data: Any, at: Sequence[int]) -> Explanation:
     full = target(data)
     at = _check_at(at, full.shape, f'{type(target).__name__} "{target.name}"')
     output = full[at]

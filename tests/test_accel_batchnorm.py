@@ -36,6 +36,27 @@ def moment_bounds(x2: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
     return bound_mean, bound_var
 
 
+def gradient_bounds(x2, dy2, gamma, dgamma_ref, bound_mean, bound_var, dtype):
+    """Bounds on dgamma and dx of two computations of BatchNormalization's training backward whose
+    batch statistics differ within (bound_mean, bound_var): x_hat moves by at most ``bound_xhat``
+    (first order, doubled, plus 8 roundings), inv_std by ``inv_std^3 * bound_var``; each then passes
+    through dgamma = sum(dy * x_hat) and dx = (gamma * inv_std / m) * (m dy - dbeta - x_hat dgamma)."""
+    m = x2.shape[0]
+    u = unit_roundoff(dtype)
+    inv_std = 1 / np.sqrt(x2.astype(np.float64).var(0) - bound_var + 1e-3)
+    centered = np.abs(x2.astype(np.float64) - x2.astype(np.float64).mean(0)) + bound_mean
+    bound_xhat = 2 * (inv_std * bound_mean + centered * inv_std**3 / 2 * bound_var) + 8 * u * inv_std * centered
+    x_hat = centered * inv_std
+    bound_dbeta = sum_bound(a64(dy2).sum(0), m, dtype)
+    bound_dgamma = sum_bound((a64(dy2) * x_hat).sum(0), m, dtype) + (a64(dy2) * bound_xhat).sum(0)
+    dgamma = a64(dgamma_ref) + bound_dgamma
+    magnitude = m * a64(dy2) + a64(dy2).sum(0) + x_hat * dgamma
+    scale = a64(gamma) * inv_std / m
+    bound_dx = scale * (bound_dbeta + x_hat * bound_dgamma + dgamma * bound_xhat)
+    bound_dx = bound_dx + a64(gamma) * inv_std**3 * bound_var / m * magnitude + sum_bound(scale * magnitude, 3, dtype)
+    return bound_dgamma, bound_dx
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     shape=shapes, dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16), offset=st.floats(-3, 3)
@@ -132,7 +153,11 @@ def test_unit_updates_moving_statistics_and_gradients_like_the_layer():
     assert set(g) == set(g_ref) == {"gamma", "beta"}
     # the batch statistics only move x_hat by rounding: the sums' bounds, x_hat itself up to ~bound_y/gamma
     assert_within(g["beta"], g_ref["beta"], sum_bound(a64(dy).reshape(-1, 5).sum(0), x2.shape[0], np.float32), "dbeta")
-    assert np.isfinite(dx).all() and dx.shape == dx_ref.shape
+    bound_dgamma, bound_dx = gradient_bounds(
+        x2, dy.reshape(-1, 5), w_ref[0], g_ref["gamma"], bound_mean, bound_var, np.float32
+    )
+    assert_within(g["gamma"], g_ref["gamma"], bound_dgamma, "dgamma")
+    assert_within(dx.reshape(x2.shape), dx_ref.reshape(x2.shape), bound_dx, "dx")
     np.testing.assert_array_equal(inf, unit.layer.forward(x, training=False))  # inference: the layer itself
 
 
@@ -190,3 +215,10 @@ def test_batchnorm_relu_pair_is_one_unit_with_the_layers_numbers():
     assert np.array_equal(y > 0, y_ref > 0) or np.all(a64(y_ref)[(y > 0) != (y_ref > 0)] <= bound_y.max())
     assert set(grads) == {"gamma", "beta"} and dx.shape == dx_ref.shape
     assert_within(grads["beta"], bn.grads["beta"], sum_bound(a64(dy).reshape(-1, 2).sum(0), 36, np.float32), "dbeta")
+    if np.array_equal(y > 0, y_ref > 0):  # the same ReLU mask: the BatchNormalization gradients compare
+        dz = np.where(y_ref.reshape(x2.shape) > 0, dy.reshape(x2.shape), 0)
+        bound_dgamma, bound_dx = gradient_bounds(
+            x2, dz, np.ones(2), bn.grads["gamma"], bound_mean, bound_var, np.float32
+        )
+        assert_within(grads["gamma"], bn.grads["gamma"], bound_dgamma, "dgamma")
+        assert_within(dx.reshape(x2.shape), dx_ref.reshape(x2.shape), bound_dx, "dx")

@@ -180,3 +180,57 @@ def test_explain_gradient_on_a_graph_model_equals_autograd_and_train_on_batch(la
         # the shown new value is what train_on_batch writes, bit for bit
         model.train_on_batch(x, y)
         assert leaf(model, layer_name)._weights[weight][index] == result.update.new_value
+
+
+def test_a_softmax_layer_at_the_end_is_scored_by_its_logits_like_a_softmax_activation():
+    """Dense(3) + Softmax() and Dense(3, activation="softmax") with the same weights: the same logit
+    score and the same gradients (the reviewer's case: the Softmax layer was taken for 'no softmax')."""
+    cl.config.set_floatx("float64")
+    cl.set_random_seed(11)
+    layers = [cl.layers.Input((6, 6, 2)), Conv2D(3, 3, activation="tanh", name="conv"), cl.layers.Flatten()]
+    a = cl.Sequential([*layers, Dense(3, name="dense"), cl.layers.Softmax(name="soft")])
+    b = cl.Sequential(
+        [
+            cl.layers.Input((6, 6, 2)),
+            Conv2D(3, 3, activation="tanh"),
+            cl.layers.Flatten(),
+            Dense(3, activation="softmax"),
+        ]
+    )
+    b.set_weights(a.get_weights())
+    x = np.random.default_rng(12).normal(size=(6, 6, 2))
+    ra, rb = (cl.explain_prediction(m, x, method="saliency", class_index=1) for m in (a, b))
+    assert ra.score_kind == rb.score_kind == "logit" and ra.score == rb.score
+    np.testing.assert_array_equal(ra.attributions, rb.attributions)
+    np.testing.assert_allclose(ra.probabilities, a.predict(x[None])[0], rtol=0, atol=TOL)
+
+
+def test_grad_cam_skips_a_one_by_one_map_and_compiled_logits_get_probabilities():
+    cl.config.set_floatx("float64")
+    cl.set_random_seed(13)
+    head = cl.Sequential(
+        [
+            cl.layers.Input((8, 8, 1)),
+            Conv2D(4, 3, activation="relu", name="conv"),
+            GlobalAveragePooling2D(keepdims=True, name="gap"),
+            Conv2D(3, 1, name="head"),  # a fully convolutional head: a 1x1 map
+            cl.layers.Flatten(),
+        ]
+    )
+    x = np.random.default_rng(14).random((8, 8, 1))
+    assert cl.explain_prediction(head, x).layer_name == "conv"
+    head.compile("adam", cl.losses.SparseCategoricalCrossentropy(from_logits=True))
+    r = cl.explain_prediction(head, x, method="saliency")
+    out = head.predict(x[None])[0]
+    expected = np.exp(out - out.max()) / np.exp(out - out.max()).sum()
+    assert r.score_kind == "logit" and "from_logits=True" in r.note
+    np.testing.assert_allclose(r.probabilities, expected, rtol=0, atol=TOL)
+
+
+def test_explain_of_a_shared_layer_says_which_call_it_explains():
+    model, _ = build()
+    x = np.random.default_rng(15).normal(size=(1, 6, 6, 2))
+    steps = dict(cl.trace(model, x[0]))  # calls in order: "shared", then "shared[1]"
+    e = cl.explain(model, x, at=(0, 2, 3, 1), layer_name="shared")
+    assert e.layer.endswith("(its first of 2 calls in the model)")
+    assert e.output == steps["shared"][2, 3, 1] != steps["shared[1]"][2, 3, 1]

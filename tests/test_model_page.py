@@ -162,3 +162,36 @@ def test_receptive_fields_of_a_graph_model_are_the_smallest_boxes_around_the_pix
             assert (min(rows), max(rows), min(cols), max(cols)) == (max(r0, 0), min(r1, 10), max(c0, 0), min(c1, 9))
             checked += 1
     assert checked > 300
+
+
+def test_depthwise_and_separable_convolutions_are_windows_for_the_receptive_field():
+    """DepthwiseConv2D and SeparableConv2D read a window like Conv2D (the reviewer's case: they used
+    to pass the field through unchanged); checked by perturbing every pixel, positive weights."""
+    cl.config.set_floatx("float64")
+    cl.set_seed(6)
+    model = cl.Sequential(
+        [
+            cl.layers.Input((11, 9, 1)),
+            cl.layers.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, name="dw"),
+            cl.layers.SeparableConv2D(2, (2, 3), padding="same", name="sep"),
+        ]
+    )
+    rng = np.random.default_rng(2)
+    for layer in model.layers:
+        layer.set_weights([rng.uniform(0.5, 1.5, w.shape) for w in layer.get_weights()])
+    fields = receptive_fields(model)
+    x = rng.normal(size=(1, 11, 9, 1))
+    base = [out for _, out in trace(model, x)][1:]
+    depends: dict[tuple[int, int, int], set[tuple[int, int]]] = {}
+    for r, q in itertools.product(range(11), range(9)):
+        moved = x.copy()
+        moved[0, r, q, 0] += 1.0
+        for k, (_, out) in enumerate(trace(model, moved)[1:]):
+            for i, j in np.argwhere(np.any(out != base[k], axis=-1)):
+                depends.setdefault((k, int(i), int(j)), set()).add((r, q))
+    for k, layer in enumerate(model.layers):
+        h, w = base[k].shape[:2]
+        for i, j in itertools.product(range(h), range(w)):
+            (r0, r1), (c0, c1) = field_box(fields[layer.name], i, j)
+            inside = {(r, q) for r in range(max(r0, 0), min(r1, 10) + 1) for q in range(max(c0, 0), min(c1, 8) + 1)}
+            assert depends[(k, i, j)] == inside, (layer.name, i, j)
