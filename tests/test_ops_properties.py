@@ -118,3 +118,15 @@ def test_compiled_max_pool_is_the_reference_bit_for_bit(case, values, dtype):
     np.testing.assert_array_equal(_bits(y), _bits(y_ref))
     np.testing.assert_array_equal(unit._cache[0], arg_ref)
     np.testing.assert_array_equal(_bits(unit.backward(dy)), _bits(dx_ref))
+
+
+@pytest.mark.skipif(not _accel.AVAILABLE, reason="numba is not installed")
+@pytest.mark.parametrize("shape", [(0, 5, 4, 3), (2, 5, 4, 0)])
+def test_compiled_max_pool_on_empty_arrays_runs_the_layer(shape):
+    from cnnlab._accel.pool import FastMaxPool
+    from cnnlab.layers import MaxPooling2D
+
+    unit = FastMaxPool(MaxPooling2D(3, strides=2, padding="same"))
+    x = np.zeros(shape, np.float32)
+    y = unit.forward(x, training=True)
+    assert y.shape == (shape[0], 3, 2, shape[3]) and unit.backward(y).shape == x.shape

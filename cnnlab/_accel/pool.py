@@ -1,8 +1,10 @@
 """Accelerated ``MaxPooling2D``: compiled forward (with the winner index) and backward.
 
-Same numbers as :mod:`cnnlab.ops.pool` (pooling only compares and moves values): the first
-maximum of each window in row-major order wins and gets the gradient, windows of any size and
-stride, overlapping or not; the winner index is an int32, wide enough for any window.
+The numbers of :mod:`cnnlab.ops.pool`, bit for bit: the first maximum of each window in
+row-major order wins and gets the gradient (the first NaN where there is one), windows of any
+size and stride, overlapping or not, 'same' padding read as -inf without a padded copy of ``x``;
+where windows overlap, each input cell adds the ``dy`` of the windows it won in the reference's
+order. The winner index is an int32, wide enough for any window.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class FastMaxPool:
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         pool = self.pool
-        if x.dtype not in (np.float32, np.float64):
+        if x.dtype not in (np.float32, np.float64) or x.size == 0:  # (-1, C) rows need C > 0
             self._cache = None
             return pool.forward(x, training)
         x = np.ascontiguousarray(x)
