@@ -107,9 +107,10 @@ def test_backward_matches_the_reference(shape, dtype, seed):
 
     scale = inv_std * gamma
     dx = np.empty_like(dy2)
-    input_gradient(dy2, xh2, scale / m, dtype(m), dbeta_ref, dgamma_ref, dx)
+    no_relu = (dy2, False, dtype(0))  # (y, relu, zero): y not read without the ReLU
+    input_gradient(dy2, *no_relu, xh2, scale / m, dtype(m), dbeta_ref, dgamma_ref, dx)
     np.testing.assert_array_equal(dx.reshape(shape), dx_ref)  # same sums in: the same expression
-    input_gradient(dy2, xh2, scale / m, dtype(m), dbeta, dgamma, dx)
+    input_gradient(dy2, *no_relu, xh2, scale / m, dtype(m), dbeta, dgamma, dx)
     # the sums' errors pass through (scale/m) * (. - dbeta - x_hat * dgamma), plus its 4 roundings
     magnitude = a64(scale / m) * (m * a64(dy2) + a64(dbeta) + a64(xh2) * a64(dgamma))
     bound = a64(scale / m) * (bound_dbeta + a64(xh2) * bound_dgamma) + sum_bound(magnitude, 3, dtype)
@@ -174,12 +175,36 @@ def test_fused_relu_is_numpys_relu_forward_and_backward():
     np.testing.assert_array_equal(y, expected)
     assert np.array_equal(np.signbit(y), np.signbit(expected))
     dy = np.array([[-1.0, 2.0, -np.inf, np.nan, -3.0, 4.0, -0.5, 5.0]], np.float32)
-    dz = np.empty_like(dy)
-    relu_gradient(dy, y, zero, dz)
+    dz = np.array([[relu_gradient(g, v, zero) for g, v in zip(dy[0], y[0], strict=True)]], np.float32)
     with np.errstate(invalid="ignore"):  # inf * 0
         ref = relu_backward(y, dy.copy())
     np.testing.assert_array_equal(dz, ref)
     assert np.array_equal(np.signbit(dz), np.signbit(ref))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), dtype=st.sampled_from([np.float32, np.float64]))
+def test_backward_passes_with_the_relu_are_the_passes_on_its_gradient(seed, dtype):
+    """The ReLU's gradient applied as dy is read gives the numbers of dz = relu_backward(y, dy)
+    written out first and then read: the same values summed and combined in the same order."""
+    from cnnlab._accel.batchnorm import column_sums, gradient_sums, input_gradient
+    from cnnlab.ops.activations import relu_backward
+
+    rng = np.random.default_rng(seed)
+    y = np.maximum(rng.normal(size=(50, 6)), 0).astype(dtype)
+    dy, x_hat = rng.normal(size=(2, 50, 6)).astype(dtype)
+    dy[0, 0], y[1, 1], dy[2, 2] = -np.inf, 0, np.nan  # inf * 0 = nan where y <= 0
+    with np.errstate(invalid="ignore"):
+        dz = relu_backward(y, dy.copy())
+        zero = dtype(0)
+        sums = gradient_sums(dy, y, True, zero, x_hat)
+        ref_sums = column_sums(dz, x_hat)
+        assert np.array_equal(sums, ref_sums, equal_nan=True)
+        scale, dbeta, dgamma = rng.uniform(0.5, 2, (3, 6)).astype(dtype)
+        dx, dx_ref = np.empty_like(dy), np.empty_like(dy)
+        input_gradient(dy, y, True, zero, x_hat, scale / 50, dtype(50), dbeta, dgamma, dx)
+        input_gradient(dz, dz, False, zero, x_hat, scale / 50, dtype(50), dbeta, dgamma, dx_ref)
+    assert np.array_equal(dx, dx_ref, equal_nan=True) and np.isnan(dx).any()
 
 
 def test_batchnorm_relu_pair_is_one_unit_with_the_layers_numbers():

@@ -170,3 +170,25 @@ def test_the_fast_plan_runs_both_layers_with_the_unit():
         model.predict(np.zeros((1, 6, 6, 2), np.float32), verbose=0)
         plan = model.plan(training=False)
     assert [line.split(": ")[1] for line in plan[1:3]] == ["FastDepthwise (accelerated)"] * 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.integers(1, 300),
+    cols=st.integers(1, 70),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_bias_add_and_bias_gradient_are_numpys_numbers(rows, cols, dtype, seed):
+    """The compiled ``z += b`` and ``dz.sum(axis=0)`` (the reference layers' expressions) give NumPy's
+    bytes: an elementwise add, and rows added one after another, as NumPy reduces the first axis."""
+    from cnnlab._accel.depthwise import add_bias, bias_gradient
+
+    rng = np.random.default_rng(seed)
+    # magnitudes over 6 decades: another summation order would change the rounding
+    a = (rng.normal(size=(rows, cols)) * 10.0 ** rng.uniform(-3, 3, (rows, cols))).astype(dtype)
+    b = rng.normal(size=cols).astype(dtype)
+    np.testing.assert_array_equal(bias_gradient(a), a.sum(axis=0))
+    expected = a + b
+    add_bias(a, b)
+    np.testing.assert_array_equal(a, expected)

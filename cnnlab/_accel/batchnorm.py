@@ -11,7 +11,8 @@ sum, then five elementwise passes for ``dx``. Here, on ``(M, C)`` rows (``M = N*
   with the reference's operations in the reference's order (the same numbers for the same mean
   and variance);
 * backward: one pass for ``sum(dy)`` and ``sum(dy * x_hat)`` (float64 accumulators), one pass for
-  ``dx = (scale / m) * (m * dy - dbeta - x_hat * dgamma)``, the reference's expression.
+  ``dx = (scale / m) * (m * dy - dbeta - x_hat * dgamma)``, the reference's expression; a joined
+  ReLU's gradient is applied to ``dy`` as each pass reads it (computed twice, never stored).
 
 Only the sums run in another order (more exactly: float64 accumulators), within float rounding
 (tests/test_accel_batchnorm.py bounds the difference). Inference (moving statistics), a frozen
@@ -68,25 +69,46 @@ if AVAILABLE:
                 x_hat[row, c] = centered * inv_std[c]
 
     @njit
-    def relu_gradient(dy, y, zero, dz):  # pragma: no cover
-        """``dz = dy * (y > 0)`` as :func:`cnnlab.ops.activations.relu_backward` computes it (``dy * 0``:
-        -0 for negative ``dy``, NaN for infinite)."""
+    def relu_gradient(g, y, zero):  # pragma: no cover
+        """``g * (y > 0)`` as :func:`cnnlab.ops.activations.relu_backward` computes it (``g * 0``: -0
+        for negative ``g``, NaN for infinite)."""
+        return g if y > 0 else g * zero
+
+    @njit
+    def gradient_sums(dy, y, relu, zero, x_hat):  # pragma: no cover
+        """``(2, C)`` float64: ``sum dz`` and ``sum dz*x_hat`` over the rows of ``(M, C)`` arrays, where
+        ``dz`` is ``dy`` through the ReLU's gradient if ``relu`` (see :func:`relu_gradient`), else
+        ``dy``: the sums of :func:`column_sums` ``(dz, x_hat)`` without writing ``dz`` out."""
+        rows, channels = dy.shape
+        first = np.zeros(channels, np.float64)
+        second = np.zeros(channels, np.float64)
+        for row in range(rows):
+            for c in range(channels):
+                g = dy[row, c]
+                if relu:
+                    g = relu_gradient(g, y[row, c], zero)
+                v = np.float64(g)
+                first[c] += v
+                second[c] += v * np.float64(x_hat[row, c])
+        out = np.empty((2, channels), np.float64)
+        out[0] = first
+        out[1] = second
+        return out
+
+    @njit
+    def input_gradient(dy, y, relu, zero, x_hat, scale_over_m, m, dbeta, dgamma, dx):  # pragma: no cover
+        """``dx = (scale / m) * (m * dz - dbeta - x_hat * dgamma)`` on ``(M, C)`` rows, ``dz`` as in
+        :func:`gradient_sums` (computed again here rather than stored: one pass less)."""
         rows, channels = dy.shape
         for row in range(rows):
             for c in range(channels):
                 g = dy[row, c]
-                dz[row, c] = g if y[row, c] > 0 else g * zero
-
-    @njit
-    def input_gradient(dy, x_hat, scale_over_m, m, dbeta, dgamma, dx):  # pragma: no cover
-        """``dx = (scale / m) * (m * dy - dbeta - x_hat * dgamma)`` on ``(M, C)`` rows."""
-        rows, channels = dy.shape
-        for row in range(rows):
-            for c in range(channels):
-                dx[row, c] = scale_over_m[c] * ((m * dy[row, c] - dbeta[c]) - x_hat[row, c] * dgamma[c])
+                if relu:
+                    g = relu_gradient(g, y[row, c], zero)
+                dx[row, c] = scale_over_m[c] * ((m * g - dbeta[c]) - x_hat[row, c] * dgamma[c])
 
 else:
-    column_sums = normalize = input_gradient = relu_gradient = None
+    column_sums = normalize = gradient_sums = relu_gradient = input_gradient = None
 
 
 def batch_moments(x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -158,11 +180,10 @@ class FastBatchNorm:
             return layer.backward(dy, need_dx)
         x_hat, inv_std, shape, y = self._cache
         dy2 = np.ascontiguousarray(dy, dtype=x_hat.dtype).reshape(x_hat.shape)
-        if y is not None:
-            dz = np.empty_like(dy2)
-            relu_gradient(dy2, y, x_hat.dtype.type(0), dz)
-            dy2 = dz
-        sums = column_sums(dy2, x_hat).astype(x_hat.dtype)
+        relu, zero = y is not None, x_hat.dtype.type(0)
+        if y is None:
+            y = x_hat  # not read
+        sums = gradient_sums(dy2, y, relu, zero, x_hat).astype(x_hat.dtype)
         dbeta, dgamma = sums
         if layer.scale:
             layer.store_grad("gamma", dgamma)
@@ -174,7 +195,7 @@ class FastBatchNorm:
         scale = inv_std if gamma is None else inv_std * gamma
         m = x_hat.shape[0]
         dx = np.empty_like(x_hat)
-        input_gradient(dy2, x_hat, scale / m, x_hat.dtype.type(m), dbeta, dgamma, dx)
+        input_gradient(dy2, y, relu, zero, x_hat, scale / m, x_hat.dtype.type(m), dbeta, dgamma, dx)
         return dx.reshape(shape)
 
     def release(self) -> None:

@@ -10,7 +10,9 @@ temporary (one per kernel offset: a depthwise convolution mixes no channels, so 
 matmul to hand to BLAS); the compiled loop reads each input cell where it is needed and writes
 every output once, one image per thread, with no padded copy of ``x``. The backward pass does
 ``dw`` (per-thread float64 partial sums) and ``dx`` (each thread scatters into its own images)
-in one sweep. The separable pointwise step stays a BLAS matmul. Sums run in the reference's
+in one sweep. The separable pointwise step stays one BLAS matmul over ``(N*Ho*Wo, C*dm)`` rows
+(forward, and the two of the backward, on views: no copies); the bias and its gradient are compiled
+row loops with NumPy's numbers (NumPy's own loops pay per row). Sums run in the reference's
 order for the forward (offsets in row-major order, bias last) and in another order for the
 gradients, within float rounding (tests/test_accel_depthwise.py bounds the difference).
 """
@@ -94,8 +96,27 @@ if AVAILABLE:
                                         if need_dx:
                                             dx[n, r, col, c] += total
 
+    @njit
+    def add_bias(z, b):  # pragma: no cover
+        """``z += b`` on ``(M, F)`` rows, in place: NumPy's broadcast add, without its per-row loop
+        overhead (0.4 -> 0.1 ms for 25,088 x 64 float32)."""
+        for row in range(z.shape[0]):
+            for f in range(z.shape[1]):
+                z[row, f] += b[f]
+
+    @njit
+    def column_sum(a, out):  # pragma: no cover
+        """``out = a.sum(axis=0)`` for ``a: (M, F)``, in ``a``'s dtype, adding the rows one after
+        another from zero: the order NumPy's reduction over the first axis of a C-contiguous array
+        uses when ``F > 1``, so the same numbers (tests/test_accel_depthwise.py), 0.64 -> 0.14 ms
+        for 25,088 x 64."""
+        out[:] = 0
+        for row in range(a.shape[0]):
+            for f in range(a.shape[1]):
+                out[f] += a[row, f]
+
 else:
-    depthwise_forward = depthwise_backward = None
+    depthwise_forward = depthwise_backward = add_bias = column_sum = None
 
 
 def _geometry(x_shape: tuple[int, ...], layer: DepthwiseConv2D | SeparableConv2D, kernel: np.ndarray) -> tuple:
@@ -125,6 +146,16 @@ def depthwise_grads(
     dx = np.empty(x.shape, dy.dtype) if need_dx else np.empty((1, 1, 1, 1), dy.dtype)
     depthwise_backward(np.ascontiguousarray(dy), x, kernel, *geometry, need_dx, dx, dw_parts)
     return (dx if need_dx else None), dw_parts.sum(axis=0).astype(kernel.dtype)
+
+
+def bias_gradient(dz2: np.ndarray) -> np.ndarray:
+    """``dz2.sum(axis=0)`` for ``dz2: (M, F)``, NumPy's numbers: with one column NumPy sums it pairwise
+    (it is then a contiguous vector), with more it adds the rows in turn, as :func:`column_sum` does."""
+    if dz2.shape[1] == 1:
+        return dz2.sum(axis=0)
+    db = np.empty(dz2.shape[1], dz2.dtype)
+    column_sum(np.ascontiguousarray(dz2), db)
+    return db
 
 
 class FastDepthwise:
@@ -164,7 +195,7 @@ class FastDepthwise:
         else:
             z = mid
         if layer.bias is not None:
-            z += layer.bias
+            add_bias(z.reshape(-1, z.shape[-1]), layer.bias)
         self._cache = (x, mid if self.separable else None) if training else None
         return layer.activate(z, training)
 
@@ -185,7 +216,7 @@ class FastDepthwise:
         dx, d_kernel = depthwise_grads(d_mid, x, self._kernel(), layer, need_dx)
         layer.store_grad("depthwise_kernel" if self.separable else "kernel", d_kernel)
         if layer.use_bias:
-            layer.store_grad("bias", dz2.sum(axis=0))
+            layer.store_grad("bias", bias_gradient(dz2))
         return dx
 
     def release(self) -> None:

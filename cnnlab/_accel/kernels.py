@@ -61,42 +61,81 @@ else:
 if AVAILABLE:
 
     @njit(parallel=True)
-    def max_pool_forward(xp, ph, pw, sh, sw, ho, wo, y, arg):  # pragma: no cover
-        """``y[n,i,j,c] = max over the window``; ``arg`` = offset of the first maximum (row-major).
+    def max_pool_forward(x, n_batch, h, w, ph, pw, sh, sw, top, left, ho, wo, y, arg):  # pragma: no cover
+        """``y[n,i,j,c] = max over the window``; ``arg`` = window offset ``di*pw + dj`` of its first
+        maximum (row-major), exactly :func:`cnnlab.ops.pool.max_pool2d_forward_argmax`.
 
-        NaN propagates as in ``np.max``: a window holding one is NaN, and its first NaN wins."""
-        n_batch, channels = xp.shape[0], xp.shape[3]
+        ``x: (N*H*W, C)``, ``y, arg: (N*ho*wo, C)`` (C-contiguous NHWC flattened to rows), ``top,
+        left``: the 'same' padding before the first row and column. Padding cells are not read:
+        they hold -inf, so one can only win as the window's first cell (offset 0) when nothing
+        beats it, which starting from ``-inf, 0`` reproduces. NaN propagates as in ``np.max``: a
+        window holding one is NaN, and its first NaN wins. Flat row indices and channels innermost
+        (not 4-D views per window cell) let the comparisons run as SIMD selects: 6.5 -> 0.6 ms for
+        (128, 14, 14, 64) with a 3x3 window and stride 2, one thread, the padded copy included."""
+        channels = x.shape[1]
         for n in numba.prange(n_batch):
             for i in range(ho):
+                r0 = i * sh - top
                 for j in range(wo):
-                    # channels innermost: contiguous, so the comparisons vectorise
-                    for c in range(channels):
-                        y[n, i, j, c] = xp[n, i * sh, j * sw, c]
-                        arg[n, i, j, c] = 0
-                    for di in range(ph):
-                        for dj in range(pw):
-                            if di == 0 and dj == 0:
+                    c0 = j * sw - left
+                    o = (n * ho + i) * wo + j
+                    if r0 >= 0 and c0 >= 0:
+                        first = (n * h + r0) * w + c0
+                        for c in range(channels):
+                            y[o, c] = x[first, c]
+                            arg[o, c] = 0
+                    else:  # the window's first cell is padding
+                        for c in range(channels):
+                            y[o, c] = -np.inf
+                            arg[o, c] = 0
+                    for r in range(max(r0, 0), min(r0 + ph, h)):
+                        for q in range(max(c0, 0), min(c0 + pw, w)):
+                            where = np.int32((r - r0) * pw + (q - c0))
+                            if where == 0:
                                 continue
-                            where = di * pw + dj
+                            cell = (n * h + r) * w + q
                             for c in range(channels):
-                                value = xp[n, i * sh + di, j * sw + dj, c]
-                                best = y[n, i, j, c]
-                                # strictly: the first maximum keeps the gradient; the first NaN beats any number
-                                if value > best or (value != value and best == best):
-                                    y[n, i, j, c] = value
-                                    arg[n, i, j, c] = where
+                                value = x[cell, c]
+                                best = y[o, c]
+                                # strictly: the first maximum keeps the gradient; the first NaN beats any
+                                # number (bitwise, not `or`/`and`: no branch, so the loop vectorises)
+                                better = (value > best) | ((value != value) & (best == best))
+                                y[o, c] = value if better else best
+                                arg[o, c] = where if better else arg[o, c]
 
     @njit(parallel=True)
-    def max_pool_backward(dy, arg, ph, pw, sh, sw, dxp):  # pragma: no cover
-        """``dxp`` (overwritten) gets each ``dy`` at the input cell that won its window."""
-        n_batch, ho, wo, channels = dy.shape
+    def max_pool_backward(dy, arg, n_batch, h, w, ph, pw, sh, sw, top, left, ho, wo, add, zero, dx):  # pragma: no cover
+        """``dx: (N*H*W, C)`` (overwritten) from ``dy, arg: (N*ho*wo, C)``: each input cell gathers
+        the ``dy`` of the windows it won, exactly :func:`cnnlab.ops.pool.max_pool2d_backward`:
+        starting from ``zero``, the windows holding the cell in the reference's order (window
+        offset ``(di, dj)`` ascending), each adding its ``dy`` or ``zero`` (``add``, overlapping
+        windows) or, when windows do not overlap, the winner's ``dy`` copied (so -0.0 stays -0.0).
+        A gather writes each ``dx`` value once and vectorises; a scatter does neither."""
+        channels = dx.shape[1]
         for n in numba.prange(n_batch):
-            dxp[n] = 0
-            for i in range(ho):
-                for j in range(wo):
+            for r in range(h):
+                for q in range(w):
+                    o = (n * h + r) * w + q
                     for c in range(channels):
-                        a = arg[n, i, j, c]
-                        dxp[n, i * sh + a // pw, j * sw + a % pw, c] += dy[n, i, j, c]
+                        dx[o, c] = zero
+                    for di in range(ph):
+                        rp = r + top - di  # window row i has rp == i * sh
+                        if rp < 0 or rp % sh != 0 or rp // sh >= ho:
+                            continue
+                        for dj in range(pw):
+                            qp = q + left - dj
+                            if qp < 0 or qp % sw != 0 or qp // sw >= wo:
+                                continue
+                            window = (n * ho + rp // sh) * wo + qp // sw
+                            where = np.int32(di * pw + dj)
+                            if add:
+                                for c in range(channels):
+                                    g = dy[window, c]  # loaded unconditionally: a plain vector load
+                                    dx[o, c] += g if arg[window, c] == where else zero
+                            else:
+                                for c in range(channels):
+                                    g = dy[window, c]
+                                    dx[o, c] = g if arg[window, c] == where else dx[o, c]
 
 else:
     max_pool_forward = max_pool_backward = None

@@ -1,8 +1,10 @@
 """Accelerated ``MaxPooling2D``: compiled forward (with the winner index) and backward.
 
-Same numbers as :mod:`cnnlab.ops.pool` (pooling only compares and moves values): the first
-maximum of each window in row-major order wins and gets the gradient, windows of any size and
-stride, overlapping or not; the winner index is an int32, wide enough for any window.
+The numbers of :mod:`cnnlab.ops.pool`, bit for bit: the first maximum of each window in
+row-major order wins and gets the gradient (the first NaN where there is one), windows of any
+size and stride, overlapping or not, 'same' padding read as -inf without a padded copy of ``x``;
+where windows overlap, each input cell adds the ``dy`` of the windows it won in the reference's
+order. The winner index is an int32, wide enough for any window.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ import numpy as np
 
 from cnnlab._accel import kernels
 from cnnlab.layers.pooling import MaxPooling2D
-from cnnlab.ops.pool import lowest_value, winner_dtype
+from cnnlab.ops.pool import winner_dtype
 from cnnlab.ops.shapes import padding_amounts, window_output_hw
-from cnnlab.ops.windows import pad_hw, unpad_hw
 
 
 class FastMaxPool:
@@ -35,28 +36,34 @@ class FastMaxPool:
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         pool = self.pool
-        if x.dtype not in (np.float32, np.float64):
+        if x.dtype not in (np.float32, np.float64) or x.size == 0:  # (-1, C) rows need C > 0
             self._cache = None
             return pool.forward(x, training)
-        hw = (x.shape[1], x.shape[2])
-        out_hw = window_output_hw(hw, pool.pool_size, pool.strides, pool.padding, (1, 1), "pooling")
-        pads = padding_amounts(hw, pool.pool_size, pool.strides, pool.padding)
-        xp = np.ascontiguousarray(pad_hw(x, pads, lowest_value(x.dtype)))
-        y = np.empty((x.shape[0], *out_hw, x.shape[3]), dtype=x.dtype)
+        x = np.ascontiguousarray(x)
+        n, h, w, c = x.shape
+        ho, wo = window_output_hw((h, w), pool.pool_size, pool.strides, pool.padding, (1, 1), "pooling")
+        (top, _), (left, _) = padding_amounts((h, w), pool.pool_size, pool.strides, pool.padding)
+        y = np.empty((n, ho, wo, c), dtype=x.dtype)
         arg = np.empty(y.shape, dtype=winner_dtype(pool.pool_size))
-        kernels.max_pool_forward(xp, *pool.pool_size, *pool.strides, *out_hw, y, arg)
-        self._cache = (arg, x.shape, pads) if training else None
+        # rows of channel vectors: the kernel indexes flat rows (no padded copy of x is made)
+        geometry = (n, h, w, *pool.pool_size, *pool.strides, top, left, ho, wo)
+        kernels.max_pool_forward(x.reshape(-1, c), *geometry, y.reshape(-1, c), arg.reshape(-1, c))
+        self._cache = (arg, x.shape, geometry) if training else None
         return y
 
     def backward(self, dy: np.ndarray, need_dx: bool = True, from_logits: bool = False) -> np.ndarray | None:
         if self._cache is None:
             return self.pool.backward(dy, need_dx)
-        arg, x_shape, pads = self._cache
-        (top, bottom), (left, right) = pads
-        hw = (x_shape[1], x_shape[2])
-        dxp = np.empty((x_shape[0], hw[0] + top + bottom, hw[1] + left + right, x_shape[3]), dy.dtype)
-        kernels.max_pool_backward(np.ascontiguousarray(dy), arg, *self.pool.pool_size, *self.pool.strides, dxp)
-        return unpad_hw(dxp, pads, hw)
+        arg, x_shape, geometry = self._cache
+        c = x_shape[3]
+        (ph, pw), (sh, sw) = self.pool.pool_size, self.pool.strides
+        overlapping = sh < ph or sw < pw  # several windows may add into one cell, else each copies
+        dx = np.empty(x_shape, dy.dtype)
+        dy = np.ascontiguousarray(dy, dtype=dx.dtype)
+        kernels.max_pool_backward(
+            dy.reshape(-1, c), arg.reshape(-1, c), *geometry, overlapping, dx.dtype.type(0), dx.reshape(-1, c)
+        )
+        return dx
 
     def release(self) -> None:
         self._cache = None
