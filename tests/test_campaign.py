@@ -544,6 +544,46 @@ def tiny_fashion(folder: Path) -> dict[str, tuple[int, str]]:
 
 @settings(CAMPAIGN, max_examples=30)
 @given(
+    model=st.sampled_from(["rgb", "short-names"]),
+    image=st.sampled_from(["rgb.png", "gray.png", "rgb.npy", "gray.npy", "wrong.npy", "text.png", "none.png"]),
+    scale=st.sampled_from([None, "1/255", "0.5", "0", "-1", "1/0", "abc", "inf", "2e-3"]),
+    command=st.sampled_from(["predict", "explain-model"]),
+)
+def test_cli_own_images_for_any_model(fashion_folder, model, image, scale, command, tmp_path_factory):
+    """The user's own image for any model (``predict`` and ``explain model --image``, with
+    ``--scale``): the prediction (status 0) when the image fits the model's input and the scale is a
+    positive number, else one line (status 1 for the file, 2 for the option's form)."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("own")
+    Image.fromarray(np.full((40, 30, 3), 120, np.uint8)).save(folder / "rgb.png")
+    Image.fromarray(np.full((20, 20), 90, np.uint8)).save(folder / "gray.png")
+    np.save(folder / "rgb.npy", np.ones((32, 32, 3)))
+    np.save(folder / "gray.npy", np.ones((28, 28)))
+    np.save(folder / "wrong.npy", np.ones((5, 5, 5)))
+    (folder / "text.png").write_text("not an image")
+    path = fashion_folder["models"][model]
+    argv = (
+        ["predict", path, str(folder / image)]
+        if command == "predict"
+        else ["explain", "model", path, "--image", str(folder / image)]
+    )
+    argv += [] if scale is None else ["--scale", scale]
+    CASES[f"cli {command} (own images)"] += 1
+    code, err = run_cli(argv)
+    assert "Traceback" not in err
+    scale_ok = scale is None or scale in ("1/255", "0.5", "2e-3")
+    fits = image in ("rgb.png", "gray.png") or (image == "rgb.npy") == (model == "rgb") and image != "wrong.npy"
+    fits = fits and image not in ("text.png", "none.png")
+    if scale_ok and fits:
+        assert code == 0, err
+    else:
+        assert code != 0
+        check_cli_failure(code, err)
+
+
+@settings(CAMPAIGN, max_examples=30)
+@given(
     model=st.sampled_from(["mse-no-metrics", "short-names", "string-names", "list-metadata", "784-outputs", "rgb"]),
     command=st.sampled_from(["evaluate", "predict", "explain-model", "explain-model-html"]),
 )
