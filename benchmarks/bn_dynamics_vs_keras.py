@@ -31,26 +31,13 @@ BATCH = 128
 
 
 def build(keras: Any) -> Any:
-    """``scratch`` without its random layers. x: (N, 28, 28, 1) raw pixels -> (N, 10)."""
-    layers = keras.layers
-    return keras.Sequential(
-        [
-            keras.Input(shape=(28, 28, 1)),
-            layers.Rescaling(1.0 / 255),
-            layers.Conv2D(32, 3, strides=2, padding="same"),
-            layers.BatchNormalization(),
-            layers.Activation("relu"),
-            layers.SeparableConv2D(64, 3, padding="same"),
-            layers.BatchNormalization(),
-            layers.Activation("relu"),
-            layers.MaxPooling2D(3, strides=2, padding="same"),
-            layers.SeparableConv2D(128, 3, padding="same"),
-            layers.BatchNormalization(),
-            layers.Activation("relu"),
-            layers.GlobalAveragePooling2D(),
-            layers.Dense(10, activation="softmax"),
-        ]
-    )
+    """``scratch`` (``cnnlab.course_models.from_scratch_sequential``) without its random layers
+    (augmentation, Dropout), which keep the shape. x: (N, 28, 28, 1) raw pixels -> (N, 10)."""
+    from cnnlab.course_models import INPUT_SHAPE, from_scratch_sequential
+
+    random = (keras.layers.RandomFlip, keras.layers.RandomRotation, keras.layers.Dropout)
+    kept = [layer for layer in from_scratch_sequential(keras).layers if not isinstance(layer, random)]
+    return keras.Sequential([keras.Input(shape=INPUT_SHAPE), *kept])
 
 
 def train(keras: Any, model: Any, data: Any, steps: int, out: str) -> None:
@@ -73,7 +60,7 @@ def train(keras: Any, model: Any, data: Any, steps: int, out: str) -> None:
 
 def worker(framework: str, npz: str, steps: int, folder: str) -> None:
     data = np.load(npz)
-    if framework == "cnnlab":
+    if framework == "cnnlab":  # cnnlab builds the weights; Keras loads them from the file
         import cnnlab as keras
 
         keras.utils.set_random_seed(1)
